@@ -1,0 +1,129 @@
+"""Parley's settings: one typed object, read once at start-up and passed down.
+
+Sources, highest priority first: command-line flags (``--port 9000``), environment variables
+(``PARLEY_PORT=9000``; the upstream and database use the names their own tools read:
+``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``DATABASE_URL``), a ``.env`` file in the working directory,
+then the defaults below. Read by pydantic-settings.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Settings read from the variables their own tools use, not PARLEY_*.
+ENV_NAMES = {"database_url": "DATABASE_URL", "openai_api_key": "OPENAI_API_KEY", "openai_base_url": "OPENAI_BASE_URL"}
+
+#: The model name the embedded llama.cpp server answers to.
+EMBEDDED_MODEL = "gemma-3-270m"
+
+
+class Settings(BaseSettings):
+    """Every setting Parley reads. Units are in the field names' descriptions."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PARLEY_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+        cli_kebab_case=True,
+        cli_prog_name="app.py",
+        cli_implicit_flags=True,
+    )
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port to listen on.")
+    data_dir: Path = Field(
+        Path("data"), description="Folder for the database and other state."
+    )
+    database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("database_url", "DATABASE_URL"),
+        description="SQLAlchemy URL of the database (default: sqlite:///<data-dir>/parley.db).",
+    )
+    model: str | None = Field(
+        None,
+        description=f"Default model for new conversations (default: the upstream's first model, or {EMBEDDED_MODEL}).",
+    )
+    openai_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("openai_api_key", "OPENAI_API_KEY"),
+        description="API key of an OpenAI-compatible upstream. With it (or a base URL), the embedded model is off.",
+    )
+    openai_base_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("openai_base_url", "OPENAI_BASE_URL"),
+        description="Base URL of an OpenAI-compatible upstream, e.g. http://127.0.0.1:11434/v1 for Ollama.",
+    )
+    temperature: float = Field(
+        0.7, ge=0.0, le=2.0, description="Default temperature (0 to 2)."
+    )
+    connect_timeout: float = Field(
+        10.0, gt=0, description="Seconds to connect to the upstream."
+    )
+    read_timeout: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds to wait for the upstream's first byte, and between two chunks of a stream.",
+    )
+    checkpoint_interval: float = Field(
+        0.5,
+        gt=0,
+        description="Seconds between two saves of a streaming answer's partial text.",
+    )
+    embedded_context: int = Field(
+        8192, ge=512, description="Context window of the embedded model, in tokens."
+    )
+    embedded_threads: int | None = Field(
+        None, ge=1, description="CPU threads for the embedded model."
+    )
+    storage_secret: SecretStr = Field(
+        SecretStr("parley-local"),
+        description="Secret that signs NiceGUI's browser-session cookie.",
+    )
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value or None
+
+    @property
+    def uses_embedded_model(self) -> bool:
+        """True when no upstream is configured, so Parley serves its packaged model itself."""
+        return self.openai_api_key is None and self.openai_base_url is None
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL to open: ``database_url``, or an SQLite file in ``data_dir``."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'parley.db'}"
+
+
+def load_settings(argv: list[str] | None = None) -> Settings:
+    """Read the settings from flags, environment and ``.env``.
+
+    Args:
+        argv: command-line arguments (without the program name); ``None`` reads no flags.
+
+    Returns:
+        The settings.
+
+    Exits:
+        with status 2 and one line per bad setting on standard error (no traceback) when a value is invalid.
+    """
+    try:
+        if argv is None:
+            return Settings()
+        return Settings(_cli_parse_args=argv)
+    except ValidationError as error:
+        for problem in error.errors():
+            name = str(problem["loc"][0]) if problem["loc"] else "settings"
+            source = ENV_NAMES.get(name, f"PARLEY_{name.upper()}")
+            flag = "--" + name.replace("_", "-")
+            value = problem.get("input")
+            print(f"parley: invalid setting {name} ({flag} / {source}) = {value!r}: {problem['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None

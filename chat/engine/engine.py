@@ -1,0 +1,362 @@
+"""The engine: sends messages, runs one generation per assistant message, stops them.
+
+Each generation is an asyncio task owned by the engine, so it outlives any browser tab. Its
+partial text is checkpointed to the database at most once per ``checkpoint_interval`` seconds
+and at the end; every delta is fanned out to the generation's subscribers. Cancel closes the
+upstream stream (ending token generation upstream) and stores the partial text as ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..provider import ChatStream, Provider, ProviderError
+from ..store import Message, NotFound, Role, Status, Store
+from .generation import Generation, Phase
+
+log = logging.getLogger(__name__)
+
+#: Longest conversation title made from a first message, in characters.
+TITLE_LENGTH = 48
+DEFAULT_TITLE = "New chat"
+
+
+class ConversationBusy(RuntimeError):
+    """Raised when a conversation is already answering and another answer is asked for."""
+
+
+class EmptyMessage(ValueError):
+    """Raised when a message to send is empty or only whitespace."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Something changed in a conversation (for views to refresh): ``kind`` is one of
+    ``created``, ``updated``, ``deleted``, ``message``, ``finished``."""
+
+    conversation_id: int
+    kind: str
+
+
+def make_title(content: str) -> str:
+    """A conversation title from its first message: the first line, cut at a word near ``TITLE_LENGTH``."""
+    words = " ".join(content.split())
+    if len(words) <= TITLE_LENGTH:
+        return words or DEFAULT_TITLE
+    cut = words[:TITLE_LENGTH].rsplit(" ", 1)[0] or words[:TITLE_LENGTH]
+    return cut.rstrip(",.;:") + "…"
+
+
+class Engine:
+    """Runs the generations of assistant messages.
+
+    Args:
+        store: where conversations and messages are kept.
+        provider: the upstream that streams chat completions.
+        default_model: the model used when a conversation names none.
+        default_temperature: the temperature of new conversations, 0 to 2.
+        checkpoint_interval: seconds between two saves of a streaming answer's partial text.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        provider: Provider,
+        *,
+        default_model: str,
+        default_temperature: float = 0.7,
+        checkpoint_interval: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.provider = provider
+        self.default_model = default_model
+        self.default_temperature = default_temperature
+        self.checkpoint_interval = checkpoint_interval
+        self.generations: dict[int, Generation] = {}
+        self._watchers: list[Callable[[Change], None]] = []
+        self.checkpoints = 0  # database writes of partial text since start (for benchmarks)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Mark answers left ``streaming`` by an earlier run as ``interrupted``; return how many.
+
+        Call once before serving: no answer can be streaming before this process started it.
+        """
+        count = self.store.interrupt_streaming()
+        if count:
+            log.warning("marked %d answer(s) from an earlier run as interrupted", count)
+        return count
+
+    async def shutdown(self) -> None:
+        """Stop every running answer, storing each as ``interrupted`` with its partial text."""
+        generations = list(self.generations.values())
+        for generation in generations:
+            if generation.task is not None:
+                generation.task.cancel()
+        for generation in generations:
+            with contextlib.suppress(BaseException):
+                await generation.wait()
+
+    # -- watching --------------------------------------------------------------------------------
+
+    def watch(self, watcher: Callable[[Change], None]) -> Callable[[], None]:
+        """Call ``watcher`` on every Change; returns the function that stops it."""
+        self._watchers.append(watcher)
+        return lambda: self._watchers.remove(watcher) if watcher in self._watchers else None
+
+    def notify(self, conversation_id: int, kind: str) -> None:
+        """Tell the watchers that a conversation changed."""
+        for watcher in list(self._watchers):
+            try:
+                watcher(Change(conversation_id, kind))
+            except Exception:
+                log.exception("conversation watcher failed")
+
+    # -- conversations ---------------------------------------------------------------------------
+
+    def create_conversation(self, **fields: object) -> int:
+        """Create a conversation with the default temperature; return its id."""
+        fields.setdefault("temperature", self.default_temperature)
+        conversation = self.store.create_conversation(**fields)
+        assert conversation.id is not None
+        self.notify(conversation.id, "created")
+        return conversation.id
+
+    def update_conversation(self, conversation_id: int, **fields: object) -> None:
+        """Change a conversation's title, system prompt, model or temperature. Raises NotFound, ValueError."""
+        if "title" in fields:
+            fields["title"] = " ".join(str(fields["title"]).split())[:200] or DEFAULT_TITLE
+        if "temperature" in fields and not 0 <= float(fields["temperature"]) <= 2:  # type: ignore[arg-type]
+            raise ValueError("temperature must be between 0 and 2")
+        if "model" in fields:
+            fields["model"] = (str(fields["model"] or "").strip()) or None
+        self.store.update_conversation(conversation_id, **fields)
+        self.notify(conversation_id, "updated")
+
+    async def delete_conversation(self, conversation_id: int) -> None:
+        """Stop its running answer, if any, then delete the conversation. Raises NotFound."""
+        for generation in list(self.generations.values()):
+            if generation.conversation_id == conversation_id:
+                await self.cancel(generation.message_id)
+        self.store.delete_conversation(conversation_id)
+        self.notify(conversation_id, "deleted")
+
+    def busy(self, conversation_id: int) -> bool:
+        """True while the conversation has an answer being generated."""
+        return any(g.conversation_id == conversation_id for g in self.generations.values())
+
+    def live(self, message_id: int) -> Generation | None:
+        """The running generation of this message, or None when it is not streaming."""
+        return self.generations.get(message_id)
+
+    def model_for(self, conversation_model: str | None) -> str:
+        """The model an answer uses: the conversation's, else the default."""
+        return conversation_model or self.default_model
+
+    # -- answers ---------------------------------------------------------------------------------
+
+    async def send(
+        self, conversation_id: int, content: str, *, temperature: float | None = None, model: str | None = None
+    ) -> tuple[Message, Message]:
+        """Store a user message and start generating the answer to it.
+
+        Args:
+            conversation_id: the conversation.
+            content: what the user wrote (kept exactly; only an all-whitespace message is refused).
+            temperature: overrides the conversation's temperature for this answer.
+            model: overrides the conversation's model for this answer.
+
+        Returns:
+            ``(user_message, assistant_message)``; the assistant message is ``streaming``.
+
+        Raises:
+            EmptyMessage: nothing but whitespace.
+            ConversationBusy: the conversation is already answering.
+            NotFound: no such conversation.
+        """
+        if not content.strip():
+            raise EmptyMessage("Type a message first.")
+        if self.busy(conversation_id):
+            raise ConversationBusy("Wait for the current answer to finish, or stop it, before sending another message.")
+        conversation = self.store.get_conversation(conversation_id)
+        temperature = conversation.temperature if temperature is None else temperature
+        model = model or self.model_for(conversation.model)
+        first = not self.store.path(conversation_id)
+        user, assistant = self.store.add_exchange(conversation_id, content, model=model, temperature=temperature)
+        if first and conversation.title == DEFAULT_TITLE:
+            self.store.update_conversation(conversation_id, title=make_title(content))
+            self.notify(conversation_id, "updated")
+        self._start(assistant, conversation.system_prompt)
+        self.notify(conversation_id, "message")
+        return user, assistant
+
+    async def regenerate(self, message_id: int, *, temperature: float | None = None) -> Message:
+        """Generate a new variant of an assistant message; the old ones are kept.
+
+        Args:
+            message_id: any variant of the assistant turn.
+            temperature: the new variant's temperature (default: the conversation's).
+
+        Returns:
+            The new, selected, ``streaming`` variant.
+
+        Raises:
+            ConversationBusy, NotFound, ValueError (not an assistant message, or temperature out of 0..2).
+        """
+        original = self.store.get_message(message_id)
+        if self.busy(original.conversation_id):
+            raise ConversationBusy("Wait for the current answer to finish, or stop it, before regenerating.")
+        if temperature is not None and not 0 <= temperature <= 2:
+            raise ValueError("temperature must be between 0 and 2")
+        conversation = self.store.get_conversation(original.conversation_id)
+        temperature = conversation.temperature if temperature is None else temperature
+        variant = self.store.add_variant(
+            message_id, model=self.model_for(conversation.model), temperature=temperature
+        )
+        self._start(variant, conversation.system_prompt)
+        self.notify(original.conversation_id, "message")
+        return variant
+
+    def select_variant(self, message_id: int) -> None:
+        """Show this variant of its turn. Raises NotFound."""
+        message = self.store.select_variant(message_id)
+        self.notify(message.conversation_id, "message")
+
+    async def cancel(self, message_id: int) -> bool:
+        """Stop a running answer: close the upstream stream, store the partial text as ``cancelled``.
+
+        Returns:
+            True when the answer was running (it is stored once this returns), False otherwise.
+        """
+        generation = self.generations.get(message_id)
+        if generation is None or generation.task is None:
+            return False
+        generation.cancelled_by_user = True
+        generation.task.cancel()
+        with contextlib.suppress(BaseException):
+            await generation.wait()
+        return True
+
+    def request_messages(self, assistant: Message, system_prompt: str) -> list[dict[str, str]]:
+        """The chat completion messages for an answer: the system prompt, then the turns before it.
+
+        The history is the chain of parents of ``assistant`` (the variants that answer was built on),
+        oldest first; assistant turns with no text (failed before any delta) are left out.
+        """
+        by_id = {m.id: m for m in self.store.messages(assistant.conversation_id)}
+        chain: list[Message] = []
+        parent = by_id.get(assistant.parent_id)
+        while parent is not None:
+            chain.append(parent)
+            parent = by_id.get(parent.parent_id)
+        messages = [{"role": Role.system.value, "content": system_prompt}] if system_prompt.strip() else []
+        for message in reversed(chain):
+            if message.role == Role.assistant and not message.content:
+                continue
+            messages.append({"role": message.role.value, "content": message.content})
+        return messages
+
+    # -- the generation task ---------------------------------------------------------------------
+
+    def _start(self, assistant: Message, system_prompt: str) -> Generation:
+        assert assistant.id is not None
+        generation = Generation(assistant.id, assistant.conversation_id)
+        self.generations[assistant.id] = generation
+        messages = self.request_messages(assistant, system_prompt)
+        generation.task = asyncio.get_running_loop().create_task(
+            self._generate(generation, messages, assistant.model or self.default_model, assistant.temperature or 0.0),
+            name=f"generation-{assistant.id}",
+        )
+        generation.task.add_done_callback(lambda task: self._task_ended(generation, task))
+        return generation
+
+    async def _generate(
+        self, generation: Generation, messages: list[dict[str, str]], model: str, temperature: float
+    ) -> None:
+        stream: ChatStream | None = None
+        status, error, finish_reason = Status.complete, None, None
+        prompt_tokens = completion_tokens = None
+        chunks = 0
+        ttft = duration = None
+        started = time.monotonic()
+        try:
+            stream = await self.provider.stream_chat_completion(
+                messages, model=model, temperature=temperature, on_wait=generation.set_phase
+            )
+            started = time.monotonic()
+            generation.set_phase(Phase.thinking)
+            next_checkpoint = started + self.checkpoint_interval
+            async for chunk in stream:
+                if chunk.delta:
+                    if ttft is None:
+                        ttft = time.monotonic() - started
+                        generation.set_phase(Phase.streaming)
+                    chunks += 1
+                    generation.append(chunk.delta)
+                    if time.monotonic() >= next_checkpoint:
+                        await asyncio.to_thread(self.store.checkpoint, generation.message_id, generation.text)
+                        self.checkpoints += 1
+                        next_checkpoint = time.monotonic() + self.checkpoint_interval
+                if chunk.finish_reason:
+                    finish_reason = chunk.finish_reason
+                if chunk.usage is not None:
+                    prompt_tokens, completion_tokens = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+        except asyncio.CancelledError:
+            if generation.cancelled_by_user:
+                status = Status.cancelled
+            else:
+                status, error = Status.interrupted, "Parley was stopped while this answer was streaming."
+        except ProviderError as failure:
+            status, error = Status.error, failure.reason
+            log.warning("answer %s failed: %s", generation.message_id, failure.reason, exc_info=failure.__cause__)
+        except Exception as failure:  # a bug of ours: keep the text, say so, keep serving
+            status, error = Status.error, f"Internal error: {type(failure).__name__}: {failure}"[:300]
+            log.exception("answer %s failed unexpectedly", generation.message_id)
+        finally:
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    await stream.aclose()
+            duration = time.monotonic() - started if stream is not None else None
+        if completion_tokens is None and chunks:
+            completion_tokens = chunks  # servers without usage in the stream: one chunk per token
+        await self._store_result(
+            generation,
+            status=status,
+            error=error,
+            finish_reason=finish_reason,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            ttft=ttft,
+            duration=duration,
+        )
+
+    def _task_ended(self, generation: Generation, task: asyncio.Task[None]) -> None:
+        """Safety net: a task cancelled before its first step never runs ``_generate``; store it anyway."""
+        if generation.done or generation.message_id not in self.generations:
+            return
+        status = Status.cancelled if generation.cancelled_by_user else Status.interrupted
+        error = None if generation.cancelled_by_user else "Parley was stopped while this answer was streaming."
+        asyncio.get_running_loop().create_task(self._store_result(generation, status=status, error=error))
+
+    async def _store_result(self, generation: Generation, **fields: object) -> None:
+        """Store the answer's final text and fields, end the generation and tell the watchers."""
+        if generation.message_id not in self.generations:
+            return  # already stored
+        try:
+            message = await asyncio.to_thread(
+                self.store.finish_message, generation.message_id, content=generation.text, **fields
+            )
+        except NotFound:  # the conversation was deleted meanwhile
+            message = Message(
+                id=generation.message_id, conversation_id=generation.conversation_id, role=Role.assistant,
+                content=generation.text, status=fields.get("status"), error=fields.get("error"),
+            )  # fmt: skip
+        self.generations.pop(generation.message_id, None)
+        generation.finish(message)
+        self.notify(generation.conversation_id, "finished")

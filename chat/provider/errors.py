@@ -1,0 +1,111 @@
+"""One boundary for upstream failures: the openai SDK's errors become a ``ProviderError`` with a
+short reason a person understands. Nothing above the provider imports openai's errors.
+
+The SDK's hierarchy (openai-python ``_exceptions.py``): ``APIError`` → ``APIConnectionError``
+(→ ``APITimeoutError``) and ``APIStatusError`` (→ ``AuthenticationError`` 401,
+``PermissionDeniedError`` 403, ``NotFoundError`` 404, ``RateLimitError`` 429,
+``InternalServerError`` 5xx, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+import openai
+import pydantic
+
+#: Longest upstream error text quoted in a reason, in characters.
+MAX_QUOTED = 200
+
+
+class ProviderError(Exception):
+    """An upstream failure, with a reason fit to show on the page.
+
+    Attributes:
+        reason: one or two short sentences, no traceback.
+        status: the upstream's HTTP status, when it answered with one.
+        retry_after: seconds the upstream asked to wait (``Retry-After``), when it said.
+        retryable: True when sending the same request again later may work (429, 5xx, connection).
+    """
+
+    def __init__(
+        self, reason: str, *, status: int | None = None, retry_after: float | None = None, retryable: bool = False
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+        self.retryable = retryable
+
+
+def _upstream_message(error: openai.APIStatusError) -> str:
+    body = error.body
+    message = ""
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        message = inner.get("message", "") if isinstance(inner, dict) else str(inner)
+    elif body:
+        message = str(body)
+    message = " ".join(str(message or "").split())
+    return message[:MAX_QUOTED] + ("…" if len(message) > MAX_QUOTED else "")
+
+
+def _retry_after(error: openai.APIStatusError) -> float | None:
+    value = error.response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def describe(error: BaseException, *, base_url: str, model: str, read_timeout: float, streamed: bool) -> ProviderError:
+    """Turn an exception raised while requesting or reading a chat completion into a ProviderError.
+
+    Args:
+        error: what the SDK (or the JSON decoder, for a malformed chunk) raised.
+        base_url: the upstream's base URL, named in connection reasons.
+        model: the model requested, named in a 404 reason.
+        read_timeout: the read timeout in seconds, named in timeout reasons.
+        streamed: whether some of the answer had already arrived (the stream broke mid-way).
+
+    Returns:
+        The ProviderError to raise in its place.
+    """
+    host = urlsplit(base_url).netloc or base_url
+    if isinstance(error, ProviderError):
+        return error
+    if isinstance(error, openai.APITimeoutError):
+        if streamed:
+            return ProviderError(f"The model server stopped sending for {read_timeout:g} s in the middle of the answer.")
+        return ProviderError(f"The model server at {host} did not answer within {read_timeout:g} s.", retryable=True)
+    if isinstance(error, openai.APIConnectionError):
+        if streamed:
+            return ProviderError("The connection to the model server broke in the middle of the answer.")
+        return ProviderError(f"Could not reach the model server at {host}: is it running?", retryable=True)
+    if isinstance(error, openai.APIStatusError):
+        status = error.status_code
+        quoted = _upstream_message(error)
+        detail = f": {quoted}" if quoted else "."
+        if isinstance(error, openai.AuthenticationError):
+            return ProviderError(f"The model server rejected the API key (401). Check OPENAI_API_KEY{detail}", status=status)
+        if isinstance(error, openai.PermissionDeniedError):
+            return ProviderError(f"The API key may not use this model or endpoint (403){detail}", status=status)
+        if isinstance(error, openai.NotFoundError):
+            return ProviderError(f"The model server does not know the model “{model}” (404){detail}", status=status)
+        if isinstance(error, openai.RateLimitError):
+            wait = _retry_after(error)
+            later = f" Try again in {wait:g} s." if wait is not None else " Try again shortly."
+            return ProviderError(
+                f"The model server is limiting requests (429).{later}", status=status, retry_after=wait, retryable=True
+            )
+        if status >= 500:
+            return ProviderError(
+                f"The model server failed ({status}){detail}", status=status, retry_after=_retry_after(error), retryable=True
+            )
+        return ProviderError(f"The model server refused the request ({status}){detail}", status=status)
+    if isinstance(error, json.JSONDecodeError | pydantic.ValidationError):
+        return ProviderError("The model server sent a malformed chunk; the answer stops here.")
+    if isinstance(error, openai.APIError):
+        return ProviderError(f"The model server reported an error: {error.message[:MAX_QUOTED]}")
+    return ProviderError(f"Unexpected error while talking to the model server: {type(error).__name__}: {error}"[:300])

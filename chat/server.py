@@ -1,0 +1,135 @@
+"""Wires the layers together and runs the web server: settings → store → provider → engine → pages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from nicegui import app, ui
+
+from .config import EMBEDDED_MODEL, Settings
+from .engine import Engine
+from .provider import EmbeddedModelServer, Provider, ProviderError
+from .store import Store
+from .ui.pages import register_pages
+
+log = logging.getLogger("parley")
+
+#: Preferred default among an upstream's models when none is configured.
+PREFERRED_MODELS = ("gpt-4o-mini", "gpt-4.1-mini")
+
+
+@dataclass
+class Services:
+    """Everything one running Parley holds."""
+
+    settings: Settings
+    store: Store
+    provider: Provider
+    engine: Engine
+    embedded: EmbeddedModelServer | None
+
+
+def build_services(settings: Settings) -> Services:
+    """Create the store, provider (starting no process yet) and engine for ``settings``."""
+    store = Store(settings.sqlalchemy_url)
+    embedded = None
+    if settings.uses_embedded_model:
+        embedded = EmbeddedModelServer(
+            model_alias=EMBEDDED_MODEL,
+            n_ctx=settings.embedded_context,
+            n_threads=settings.embedded_threads,
+            log_file=settings.data_dir / "embedded-model.log",
+        )
+        server = embedded
+
+        async def ready() -> None:
+            await server.wait_ready()
+            provider.client.base_url = server.base_url  # the port is chosen when the server (re)starts
+
+        provider = Provider(
+            embedded.base_url,
+            "none",
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            max_concurrency=1,
+            ready=ready,
+        )
+    else:
+        provider = Provider(
+            settings.openai_base_url or "https://api.openai.com/v1",
+            settings.openai_api_key.get_secret_value() if settings.openai_api_key else "none",
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+        )
+    default_model = settings.model or (EMBEDDED_MODEL if embedded else PREFERRED_MODELS[0])
+    engine = Engine(
+        store,
+        provider,
+        default_model=default_model,
+        default_temperature=settings.temperature,
+        checkpoint_interval=settings.checkpoint_interval,
+    )
+    return Services(settings, store, provider, engine, embedded)
+
+
+async def choose_default_model(services: Services) -> None:
+    """With an upstream and no ``--model``: take a preferred model it serves, else its first one."""
+    try:
+        models = await services.provider.models()
+    except ProviderError as error:
+        log.warning("could not list the upstream's models (%s); default model stays %s", error.reason,
+                    services.engine.default_model)  # fmt: skip
+        return
+    if models and services.engine.default_model not in models:
+        preferred = [m for m in PREFERRED_MODELS if m in models]
+        services.engine.default_model = (preferred or models)[0]
+    log.info("default model: %s", services.engine.default_model)
+
+
+def setup(settings: Settings) -> Services:
+    """Build the services, register the pages and the start-up/shut-down hooks on NiceGUI's app."""
+    services = build_services(settings)
+    background: list[asyncio.Task[None]] = []
+
+    services.store.migrate()
+    services.engine.recover()
+
+    async def startup() -> None:
+        if services.embedded is not None:
+            services.embedded.start()
+        elif settings.model is None:
+            background.append(asyncio.get_running_loop().create_task(choose_default_model(services)))
+
+    async def shutdown() -> None:
+        for task in background:
+            task.cancel()
+        await services.engine.shutdown()
+        await services.provider.close()
+        if services.embedded is not None:
+            await services.embedded.stop()
+        services.store.close()
+
+    app.on_startup(startup)
+    app.on_shutdown(shutdown)
+    register_pages(services.engine, services.store, services.provider.models)
+    return services
+
+
+def run(settings: Settings) -> None:
+    """Serve Parley until interrupted (blocks)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup(settings)
+    where = "the embedded model" if settings.uses_embedded_model else settings.openai_base_url or "OpenAI"
+    log.info("Parley on http://%s:%s, answering with %s", settings.host, settings.port, where)
+    ui.run(
+        host=settings.host,
+        port=settings.port,
+        title="Parley",
+        favicon="💬",
+        reload=False,
+        show=False,
+        storage_secret=settings.storage_secret.get_secret_value(),
+        show_welcome_message=False,
+    )

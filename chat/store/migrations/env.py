@@ -1,0 +1,25 @@
+"""Alembic environment: runs Parley's migrations on the engine the Store hands over."""
+
+from alembic import context
+from sqlmodel import SQLModel
+
+from chat.store import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+target_metadata = SQLModel.metadata
+
+
+def run_migrations() -> None:
+    """Run the migrations online, on ``config.attributes['engine']`` (or the ``sqlalchemy.url`` option)."""
+    engine = context.config.attributes.get("engine")
+    if engine is None:
+        from sqlalchemy import create_engine
+
+        engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+
+
+run_migrations()

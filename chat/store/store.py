@@ -1,0 +1,327 @@
+"""The only code that touches the database.
+
+Every method opens its own short session, so a ``Store`` can be called from any thread
+(the engine calls it through ``asyncio.to_thread`` to keep the event loop free). Objects it
+returns are detached snapshots: reading them never queries the database again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, event, func, update
+from sqlmodel import Session, col, create_engine, select
+
+from .models import Conversation, Message, Role, Status, utcnow
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+class NotFound(LookupError):
+    """Raised when a conversation or message id does not exist."""
+
+
+def open_engine(url: str) -> Engine:
+    """Create the SQLAlchemy engine for ``url``.
+
+    SQLite is opened in WAL mode (readers never wait for the writer), with foreign keys enforced
+    and a busy timeout of ``SQLITE_BUSY_TIMEOUT_MS`` milliseconds. The parent folder of an SQLite
+    file is created when missing.
+    """
+    connect_args: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    engine = create_engine(url, connect_args=connect_args)
+    if url.startswith("sqlite"):
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+    return engine
+
+
+def alembic_config(engine: Engine) -> Config:
+    """An Alembic configuration for Parley's migrations that runs on ``engine``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+class Store:
+    """Conversations and messages in an SQL database (SQLite by default, PostgreSQL by URL).
+
+    Args:
+        url: an SQLAlchemy database URL, e.g. ``sqlite:///data/parley.db``.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = open_engine(url)
+
+    def migrate(self) -> None:
+        """Upgrade the database schema to the newest Alembic revision (creates it when empty)."""
+        command.upgrade(alembic_config(self.engine), "head")
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # -- conversations ---------------------------------------------------------------------------
+
+    def create_conversation(self, **fields: Any) -> Conversation:
+        """Create a conversation; ``fields`` are any of Conversation's columns (title, system_prompt, ...)."""
+        with self._session() as session:
+            conversation = Conversation(**fields)
+            session.add(conversation)
+            session.commit()
+            return conversation
+
+    def list_conversations(self, limit: int = 500) -> list[Conversation]:
+        """The most recently updated conversations first, at most ``limit``."""
+        with self._session() as session:
+            query = select(Conversation).order_by(col(Conversation.updated_at).desc(), col(Conversation.id).desc())
+            return list(session.exec(query.limit(limit)))
+
+    def get_conversation(self, conversation_id: int) -> Conversation:
+        """The conversation with this id. Raises NotFound."""
+        with self._session() as session:
+            conversation = session.get(Conversation, conversation_id)
+            if conversation is None:
+                raise NotFound(f"conversation {conversation_id} not found")
+            return conversation
+
+    def update_conversation(self, conversation_id: int, **fields: Any) -> Conversation:
+        """Set some of a conversation's columns (title, system_prompt, model, temperature). Raises NotFound."""
+        with self._session() as session:
+            conversation = session.get(Conversation, conversation_id)
+            if conversation is None:
+                raise NotFound(f"conversation {conversation_id} not found")
+            for name, value in fields.items():
+                setattr(conversation, name, value)
+            conversation.updated_at = utcnow()
+            session.add(conversation)
+            session.commit()
+            return conversation
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        """Delete a conversation and all its messages. Raises NotFound."""
+        with self._session() as session:
+            conversation = session.get(Conversation, conversation_id)
+            if conversation is None:
+                raise NotFound(f"conversation {conversation_id} not found")
+            session.delete(conversation)
+            session.commit()
+
+    # -- messages --------------------------------------------------------------------------------
+
+    def get_message(self, message_id: int) -> Message:
+        """The message with this id. Raises NotFound."""
+        with self._session() as session:
+            message = session.get(Message, message_id)
+            if message is None:
+                raise NotFound(f"message {message_id} not found")
+            return message
+
+    def messages(self, conversation_id: int) -> list[Message]:
+        """Every message of a conversation, every variant included, oldest first."""
+        with self._session() as session:
+            query = select(Message).where(Message.conversation_id == conversation_id).order_by(col(Message.id))
+            return list(session.exec(query))
+
+    def path(self, conversation_id: int) -> list[Message]:
+        """The conversation as shown: the selected message at each step, oldest first."""
+        return selected_path(self.messages(conversation_id))
+
+    def variants(self, message_id: int) -> list[Message]:
+        """A message and its siblings (same parent), oldest first. Raises NotFound."""
+        message = self.get_message(message_id)
+        with self._session() as session:
+            query = select(Message).where(
+                Message.conversation_id == message.conversation_id, Message.parent_id == message.parent_id
+            )
+            return list(session.exec(query.order_by(col(Message.id))))
+
+    def add_exchange(
+        self, conversation_id: int, content: str, *, model: str | None, temperature: float | None
+    ) -> tuple[Message, Message]:
+        """Store a user message at the end of the shown path and an empty assistant answer to it.
+
+        Returns:
+            ``(user_message, assistant_message)``; the assistant message has status ``streaming``.
+
+        Raises:
+            NotFound: no such conversation.
+        """
+        with self._session() as session:
+            conversation = session.get(Conversation, conversation_id)
+            if conversation is None:
+                raise NotFound(f"conversation {conversation_id} not found")
+            path = selected_path(session.exec(select(Message).where(Message.conversation_id == conversation_id)))
+            user = Message(
+                conversation_id=conversation_id,
+                parent_id=path[-1].id if path else None,
+                role=Role.user,
+                content=content,
+            )
+            session.add(user)
+            session.flush()
+            assistant = Message(
+                conversation_id=conversation_id,
+                parent_id=user.id,
+                role=Role.assistant,
+                status=Status.streaming,
+                model=model,
+                temperature=temperature,
+            )
+            session.add(assistant)
+            conversation.updated_at = utcnow()
+            session.add(conversation)
+            session.commit()
+            return user, assistant
+
+    def add_variant(self, message_id: int, *, model: str | None, temperature: float | None) -> Message:
+        """Add a new, selected, ``streaming`` sibling of an assistant message (a regenerated answer).
+
+        Raises:
+            NotFound: no such message.
+            ValueError: the message is not an assistant message.
+        """
+        with self._session() as session:
+            original = session.get(Message, message_id)
+            if original is None:
+                raise NotFound(f"message {message_id} not found")
+            if original.role != Role.assistant:
+                raise ValueError("only an assistant message can be regenerated")
+            self._unselect_siblings(session, original)
+            variant = Message(
+                conversation_id=original.conversation_id,
+                parent_id=original.parent_id,
+                role=Role.assistant,
+                status=Status.streaming,
+                model=model,
+                temperature=temperature,
+            )
+            session.add(variant)
+            self._touch(session, original.conversation_id)
+            session.commit()
+            return variant
+
+    def select_variant(self, message_id: int) -> Message:
+        """Make this message the shown one among its siblings. Raises NotFound."""
+        with self._session() as session:
+            message = session.get(Message, message_id)
+            if message is None:
+                raise NotFound(f"message {message_id} not found")
+            self._unselect_siblings(session, message)
+            message.selected = True
+            session.add(message)
+            session.commit()
+            return message
+
+    def checkpoint(self, message_id: int, content: str) -> None:
+        """Save the partial text of a streaming answer.
+
+        Only a message still ``streaming`` is changed, so a late checkpoint can never overwrite the
+        final text stored by ``finish_message``.
+        """
+        with self._session() as session:
+            session.execute(
+                update(Message)
+                .where(col(Message.id) == message_id, col(Message.status) == Status.streaming)
+                .values(content=content)
+            )
+            session.commit()
+
+    def finish_message(self, message_id: int, **fields: Any) -> Message:
+        """Store how an answer ended: content, status, error, finish_reason, usage, ttft, duration.
+
+        Raises:
+            NotFound: no such message.
+        """
+        with self._session() as session:
+            message = session.get(Message, message_id)
+            if message is None:
+                raise NotFound(f"message {message_id} not found")
+            for name, value in fields.items():
+                setattr(message, name, value)
+            session.add(message)
+            session.commit()
+            return message
+
+    def interrupt_streaming(self, reason: str = "Parley stopped while this answer was streaming.") -> int:
+        """Mark every message still ``streaming`` as ``interrupted``, keeping its text.
+
+        Called at start-up: a message can only be streaming while the process that writes it runs.
+
+        Returns:
+            How many messages were marked.
+        """
+        with self._session() as session:
+            result = session.execute(
+                update(Message)
+                .where(col(Message.status) == Status.streaming)
+                .values(status=Status.interrupted, error=reason)
+            )
+            session.commit()
+            return result.rowcount or 0
+
+    def count_messages(self) -> int:
+        """The number of messages in the database, every conversation and variant included."""
+        with self._session() as session:
+            return session.exec(select(func.count()).select_from(Message)).one()
+
+    @staticmethod
+    def _unselect_siblings(session: Session, message: Message) -> None:
+        session.execute(
+            update(Message)
+            .where(
+                col(Message.conversation_id) == message.conversation_id,
+                col(Message.parent_id).is_(None) if message.parent_id is None else col(Message.parent_id) == message.parent_id,
+            )
+            .values(selected=False)
+        )
+
+    @staticmethod
+    def _touch(session: Session, conversation_id: int) -> None:
+        session.execute(update(Conversation).where(col(Conversation.id) == conversation_id).values(updated_at=utcnow()))
+
+
+def selected_path(messages: Iterable[Message]) -> list[Message]:
+    """Walk from the selected root through the selected child at each step.
+
+    Args:
+        messages: every message of one conversation, in any order.
+
+    Returns:
+        The shown messages, oldest first. Where no sibling is marked selected, the newest is taken.
+    """
+    children: dict[int | None, list[Message]] = defaultdict(list)
+    for message in sorted(messages, key=lambda m: m.id or 0):
+        children[message.parent_id].append(message)
+    path: list[Message] = []
+    parent: int | None = None
+    while children.get(parent):
+        siblings: Sequence[Message] = children[parent]
+        chosen = next((m for m in reversed(siblings) if m.selected), siblings[-1])
+        path.append(chosen)
+        parent = chosen.id
+    return path

@@ -1,0 +1,193 @@
+"""One message on the page: a user bubble, or an assistant answer with its footer
+(status, Retry, variant navigation ‹ 2/3 ›, Regenerate at a chosen temperature, copy, details).
+
+A live answer subscribes to its generation: each delta goes to the browser once
+(``StreamingMessage.append``); when it ends, one final render and a new footer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from nicegui import ui
+
+from ..engine import Delta, Engine, Finished, PhaseChanged
+from ..store import Message, Role, Status
+from .streaming_message import StreamingMessage
+
+log = logging.getLogger(__name__)
+
+STATUS_LABELS = {
+    Status.cancelled: ("Stopped", "grey-7", "stop_circle"),
+    Status.interrupted: ("Interrupted", "orange-9", "pause_circle"),
+    Status.error: ("Error", "red-8", "error"),
+}
+
+
+def describe_generation(message: Message) -> str:
+    """One line of details for an answer: model, temperature, tokens, time to first token, speed."""
+    parts = [message.model or ""]
+    if message.temperature is not None:
+        parts.append(f"temperature {message.temperature:g}")
+    if message.completion_tokens:
+        parts.append(f"{message.completion_tokens} tokens")
+    if message.ttft is not None:
+        parts.append(f"first token {message.ttft:.2f} s")
+    if message.completion_tokens and message.duration and message.ttft is not None:
+        streaming = message.duration - message.ttft
+        if streaming > 0:
+            parts.append(f"{message.completion_tokens / streaming:.1f} tokens/s")
+    if message.finish_reason and message.finish_reason != "stop":
+        parts.append(f"finish_reason {message.finish_reason}")
+    return " · ".join(p for p in parts if p)
+
+
+class MessageView(ui.column):
+    """A message of the shown path.
+
+    Args:
+        message: the stored message.
+        engine: to attach to a live answer and to regenerate, retry and switch variants.
+        variants: the message and its siblings, oldest first (for ‹ i/n › navigation).
+        on_error: shows a failure of an action to the user.
+    """
+
+    def __init__(
+        self,
+        message: Message,
+        engine: Engine,
+        variants: list[Message],
+        *,
+        default_temperature: float,
+        on_error: Callable[[Exception], None],
+        on_finished: Callable[[], None],
+    ) -> None:
+        super().__init__()
+        assert message.id is not None
+        self.message = message
+        self.message_id: int = message.id
+        self.engine = engine
+        self.variants = variants
+        self.default_temperature = default_temperature
+        self.on_error = on_error
+        self.on_finished = on_finished
+        self._unsubscribe: Callable[[], None] | None = None
+        self.body: StreamingMessage | None = None
+        self.classes("w-full gap-1").mark(f"message-{message.id}")
+        if message.role == Role.user:
+            self._build_user()
+        else:
+            self._build_assistant()
+
+    def _build_user(self) -> None:
+        self.classes("items-end")
+        with self:
+            ui.label(self.message.content).classes(
+                "parley-user-message whitespace-pre-wrap break-words rounded-2xl bg-blue-1 px-4 py-2 max-w-[85%]"
+            ).mark("user-message")
+
+    def _build_assistant(self) -> None:
+        generation = self.engine.live(self.message_id)
+        with self:
+            if generation is not None:
+                text, self._unsubscribe = generation.subscribe(self._on_event)
+                self.body = StreamingMessage(text, streaming=True, phase=generation.phase.value)
+            else:
+                self.body = StreamingMessage(self.message.content)
+            self.body.classes("w-full").mark("assistant-message")
+            self.footer = ui.row().classes("items-center gap-1 text-grey-7 parley-message-footer")
+        self._build_footer(streaming=generation is not None)
+        if self._unsubscribe is not None:
+            self.client.on_delete(self.detach)
+
+    def shows(self, message: Message) -> bool:
+        """True when this view already shows ``message`` as stored (same id, same status)."""
+        return self.message_id == message.id and self.message.status == message.status
+
+    def detach(self) -> None:
+        """Stop receiving the live answer's events (the tab went away or the view is replaced)."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _on_event(self, event: Delta | PhaseChanged | Finished) -> None:
+        assert self.body is not None
+        if isinstance(event, Delta):
+            self.body.append(event.text)
+        elif isinstance(event, PhaseChanged):
+            self.body.set_phase(event.phase.value)
+        elif isinstance(event, Finished):
+            self._unsubscribe = None
+            self.message = event.message
+            if self.is_deleted:
+                return
+            self.body.finish(event.message.content)
+            self._build_footer(streaming=False)
+            self.on_finished()
+
+    def _build_footer(self, *, streaming: bool) -> None:
+        self.footer.clear()
+        if streaming:
+            return
+        message = self.message
+        with self.footer:
+            if message.status in STATUS_LABELS:
+                label, color, icon = STATUS_LABELS[message.status]
+                reason = f"{label}: {message.error}" if message.error else label
+                with ui.row().classes("items-center gap-1").mark("message-status"):
+                    ui.icon(icon, color=color)
+                    ui.label(reason).classes(f"text-{color} text-sm")
+                ui.button("Retry", icon="replay", on_click=lambda: self._regenerate(message.temperature)).props(
+                    "flat dense no-caps size=sm"
+                ).mark("retry")
+            if len(self.variants) > 1:
+                self._build_variant_nav()
+            self._build_regenerate_menu()
+            ui.button(icon="content_copy", on_click=self._copy).props("flat dense round size=sm").tooltip("Copy")
+            details = describe_generation(message)
+            if details:
+                ui.label(details).classes("text-xs text-grey-6").mark("message-details")
+
+    def _build_variant_nav(self) -> None:
+        ids = [v.id for v in self.variants]
+        index = ids.index(self.message_id)
+        with ui.row().classes("items-center gap-0").mark("variant-nav"):
+            previous_button = ui.button("‹", on_click=lambda: self._select(ids[index - 1])).props("flat dense size=sm")
+            previous_button.mark("variant-previous").set_enabled(index > 0)
+            ui.label(f"{index + 1}/{len(ids)}").classes("text-sm").mark("variant-position")
+            next_button = ui.button("›", on_click=lambda: self._select(ids[index + 1])).props("flat dense size=sm")
+            next_button.mark("variant-next").set_enabled(index < len(ids) - 1)
+
+    def _build_regenerate_menu(self) -> None:
+        start = self.message.temperature if self.message.temperature is not None else self.default_temperature
+        with ui.button(icon="refresh").props("flat dense round size=sm").tooltip("Regenerate").mark("regenerate-menu"):
+            with ui.menu().props("anchor='bottom left' self='top left'") as menu:
+                with ui.column().classes("p-3 gap-1 min-w-[240px]"):
+                    value = ui.label()
+                    slider = ui.slider(min=0, max=2, step=0.1, value=start).mark("regenerate-temperature")
+                    value.bind_text_from(slider, "value", lambda t: f"Temperature {t:.1f}")
+                    ui.button(
+                        "Regenerate", icon="refresh", on_click=lambda: (menu.close(), self._regenerate(slider.value))[1]
+                    ).props("no-caps").mark("regenerate")
+
+    async def _run(self, action: Awaitable[object]) -> None:
+        try:
+            await action
+        except Exception as error:  # shown to the user; the engine already logged what matters
+            self.on_error(error)
+
+    async def _regenerate(self, temperature: float | None) -> None:
+        await self._run(self.engine.regenerate(self.message_id, temperature=temperature))
+
+    async def _select(self, message_id: int | None) -> None:
+        if message_id is None:
+            return
+        try:
+            self.engine.select_variant(message_id)
+        except Exception as error:
+            self.on_error(error)
+
+    async def _copy(self) -> None:
+        ui.clipboard.write(self.message.content)
+        ui.notify("Copied", position="bottom", timeout=1000)

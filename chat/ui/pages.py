@@ -1,0 +1,59 @@
+"""The pages: ``/`` (a new conversation) and ``/c/{id}`` (a stored one, live answers included)."""
+
+from __future__ import annotations
+
+from nicegui import ui
+
+from ..engine import Engine
+from ..store import NotFound, Store
+from .chat_view import ChatView, show_error
+from .conversation_list import ConversationList
+from .settings_dialog import open_settings
+
+
+def register_pages(engine: Engine, store: Store, list_models: object) -> None:
+    """Declare Parley's pages on NiceGUI's app.
+
+    Args:
+        engine: the engine every page talks to.
+        store: for reading conversations.
+        list_models: async function returning the upstream's model ids (for the settings dialog).
+    """
+
+    @ui.page("/", title="Parley")
+    def index() -> None:
+        layout(engine, store, None, list_models)
+
+    @ui.page("/c/{conversation_id}", title="Parley")
+    def conversation_page(conversation_id: int) -> None:
+        layout(engine, store, conversation_id, list_models)
+
+
+def layout(engine: Engine, store: Store, conversation_id: int | None, list_models: object) -> None:
+    """Header, drawer and the conversation (or a not-found notice)."""
+    title = "New chat"
+    if conversation_id is not None:
+        try:
+            title = store.get_conversation(conversation_id).title
+        except NotFound:
+            ui.label("This conversation does not exist (it may have been deleted).").classes("m-8 text-lg")
+            ui.link("Start a new chat", "/")
+            return
+    ui.page_title(f"{title} · Parley")
+    with ui.left_drawer(value=True).classes("bg-grey-1").props("width=280 bordered") as drawer:
+        ConversationList(engine, store, conversation_id)
+    with ui.header().classes("bg-white text-grey-9 items-center shadow-sm py-1"):
+        ui.button(icon="menu", on_click=drawer.toggle).props("flat round")
+        ui.label(title).classes("text-base font-medium truncate flex-grow").mark("conversation-heading")
+        if conversation_id is not None:
+
+            async def settings() -> None:
+                try:
+                    await open_settings(engine, store, conversation_id, list_models)
+                except Exception as error:
+                    show_error(error)
+
+            ui.button(icon="tune", on_click=settings).props("flat round").tooltip("Conversation settings").mark(
+                "settings"
+            )
+    ChatView(engine, store, conversation_id)

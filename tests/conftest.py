@@ -1,0 +1,94 @@
+"""Shared fixtures: the fake OpenAI-compatible upstream (a real HTTP server), a real SQLite file,
+the engine wired to both, and NiceGUI's simulated ``user`` running the real ``app.py``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from nicegui.testing.user import User
+from nicegui.testing.user_simulation import user_simulation
+
+from chat.engine import Engine
+from chat.provider import Provider
+from chat.store import Store
+
+from .fake_upstream import FakeUpstream
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def fake_upstream_server() -> Iterator[FakeUpstream]:
+    """One fake upstream for the whole session."""
+    with FakeUpstream(models=["fake-model", "other-model"]) as fake:
+        yield fake
+
+
+@pytest.fixture
+def upstream(fake_upstream_server: FakeUpstream) -> FakeUpstream:
+    """The fake upstream, reset to its default script (20 tokens, as fast as possible)."""
+    fake_upstream_server.reset()
+    return fake_upstream_server
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A migrated store on a fresh SQLite file."""
+    store = Store(f"sqlite:///{tmp_path / 'parley.db'}")
+    store.migrate()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+async def engine(store: Store, upstream: FakeUpstream) -> AsyncIterator[Engine]:
+    """An engine streaming from the fake upstream into the SQLite store."""
+    provider = Provider(upstream.base_url, "test-key", connect_timeout=2, read_timeout=5)
+    engine = Engine(store, provider, default_model="fake-model", checkpoint_interval=0.2)
+    engine.recover()
+    yield engine
+    await engine.shutdown()
+    await provider.close()
+
+
+@pytest.fixture
+def app_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, upstream: FakeUpstream) -> Path:
+    """Environment for ``app.py`` under test: the fake upstream and a fresh data folder. Returns the data folder."""
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("PARLEY_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("OPENAI_BASE_URL", upstream.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("PARLEY_MODEL", "fake-model")
+    monkeypatch.setenv("PARLEY_CHECKPOINT_INTERVAL", "0.2")
+    monkeypatch.setenv("PARLEY_READ_TIMEOUT", "5")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    return data_dir
+
+
+@pytest.fixture
+async def user(app_env: Path, caplog: pytest.LogCaptureFixture) -> AsyncIterator[User]:
+    """NiceGUI's simulated user on the real ``app.py`` (fails the test on any ERROR log, like NiceGUI's own)."""
+    async with user_simulation(main_file=ROOT / "app.py") as simulated:
+        yield simulated
+    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
+    if errors:
+        pytest.fail(f"unexpected ERROR logs: {[r.getMessage() for r in errors]}", pytrace=False)
+
+
+def app_store(data_dir: Path) -> Store:
+    """A second Store on the app's own database file, for asserting what it holds."""
+    return Store(f"sqlite:///{data_dir / 'parley.db'}")
+
+
+@contextlib.contextmanager
+def opened_store(data_dir: Path) -> Iterator[Store]:
+    """``app_store`` as a context manager that closes it."""
+    store = app_store(data_dir)
+    try:
+        yield store
+    finally:
+        store.close()

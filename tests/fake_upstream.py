@@ -1,0 +1,556 @@
+"""A real OpenAI-compatible HTTP server for tests: :class:`FakeUpstream`.
+
+The fake listens on ``127.0.0.1`` and is reached over TCP by the unmodified ``openai`` SDK (nothing is monkeypatched).
+It runs Starlette on uvicorn in a daemon thread with its *own* asyncio event loop, so it serves sync tests and async
+tests alike: the app under test keeps the pytest event loop to itself.
+
+What the next requests do is described by :class:`Script` (``fake.script``, mutable from the test); what happened is
+recorded in ``fake.requests`` (request bodies), ``fake.streams`` (one :class:`StreamRecord` per answered request) and
+``fake.log`` (wall-clock time of every content token written).
+
+Example::
+
+    with FakeUpstream() as fake:
+        fake.script = Script(tokens=5, rate=50.0)
+        client = openai.OpenAI(base_url=fake.base_url, api_key="k")
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+__all__ = ["FakeUpstream", "Script", "StreamRecord"]
+
+_ERROR_KINDS: dict[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("permission_error", None),
+    404: ("invalid_request_error", "not_found"),
+    409: ("invalid_request_error", None),
+    422: ("invalid_request_error", None),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
+@dataclass
+class Script:
+    """What the next chat-completion requests do. Tests assign or mutate ``fake.script``.
+
+    Each request takes a copy of the script when it arrives, so changing it affects only later requests.
+    The ``*_after`` knobs apply to streaming responses only; when several are set, the smallest count wins.
+    A count larger than the number of tokens acts after the last content token (before the finish chunk).
+    """
+
+    tokens: int = 20
+    """Number of generated content tokens to stream (ignored when ``pieces`` is set)."""
+    rate: float | None = None
+    """Pacing in tokens per second; ``None`` sends as fast as possible."""
+    first_token_delay: float = 0.0
+    """Seconds between the response headers (plus the role chunk) and the first content chunk."""
+    pieces: list[str] | None = None
+    """Exact content deltas to stream instead of the generated ``"w{i} "`` tokens."""
+    finish_reason: str = "stop"
+    """``finish_reason`` of the final chunk: ``"stop"``, ``"length"``, ``"content_filter"``, ..."""
+    status: int | None = None
+    """Answer with this HTTP error status and an OpenAI-shaped error body instead of generating."""
+    error_message: str = "fake upstream error"
+    """``error.message`` of the body sent with ``status``."""
+    retry_after: float | None = None
+    """``Retry-After`` header value in seconds, sent with ``status``."""
+    hang: bool = False
+    """Accept the request but never send response headers, until the client goes away."""
+    stall_after: int | None = None
+    """Stream this many tokens, then send nothing more (connection stays open) until the client goes away."""
+    drop_after: int | None = None
+    """Stream this many tokens, then abruptly close the TCP connection mid-body (no finish chunk, no ``[DONE]``)."""
+    malformed_after: int | None = None
+    """Stream this many tokens, then send ``data: {not json`` and end the response."""
+    no_done: bool = False
+    """End the stream cleanly but without the final ``data: [DONE]``."""
+    usage: bool = True
+    """Send usage: a usage chunk if the request has ``stream_options.include_usage``; ``usage`` when not streaming."""
+
+
+@dataclass
+class StreamRecord:
+    """Server-side account of one chat-completion request that got past validation (model, auth, ``status``).
+
+    Streaming and non-streaming requests (and hanging ones) get a record; ``stream`` tells them apart.
+    Fields are written from the server thread; read them after ``ended`` is set for a stable picture.
+    """
+
+    request: dict
+    """The JSON body received."""
+    stream: bool = True
+    """Whether the request asked for ``"stream": true``."""
+    tokens_sent: int = 0
+    """Content tokens written to the socket so far."""
+    finished: bool = False
+    """The server sent everything the script meant it to (including a scripted drop / malformed end)."""
+    client_disconnected: bool = False
+    """The client closed the connection before the server was done."""
+    ended: threading.Event = field(default_factory=threading.Event)
+    """Set when the server side of this response has ended, in any way."""
+
+    async def wait_ended(self, timeout: float = 2.0) -> bool:
+        """Wait (without blocking the calling event loop) up to ``timeout`` seconds for ``ended``; return it."""
+        deadline = time.monotonic() + timeout
+        while not self.ended.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return self.ended.is_set()
+
+
+class _DropConnection(Exception):
+    """Raised inside a response so uvicorn closes the TCP connection without ending the chunked body."""
+
+
+def _is_drop(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is (or wraps) a :class:`_DropConnection`."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, _DropConnection):
+            return True
+        if isinstance(exc, BaseExceptionGroup):
+            return any(_is_drop(inner) for inner in exc.exceptions)
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+class _HideDrops(logging.Filter):
+    """Keep uvicorn from logging our deliberate connection drops as application errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and _is_drop(record.exc_info[1]))
+
+
+_uvicorn_error_logger = logging.getLogger("uvicorn.error")
+if not any(isinstance(f, _HideDrops) for f in _uvicorn_error_logger.filters):
+    _uvicorn_error_logger.addFilter(_HideDrops())
+
+
+def _error(
+    status: int,
+    message: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """An OpenAI-shaped error response."""
+    kind, default_code = _ERROR_KINDS.get(status, ("server_error", None))
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code or default_code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _word_count(messages: Any) -> int:
+    """Rough prompt size in words: whitespace-separated words of all text in ``messages``."""
+    words = 0
+    for message in messages if isinstance(messages, list) else []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            words += len(content.split())
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    words += len(part["text"].split())
+    return words
+
+
+class _Exchange:
+    """Per-request helper on the server loop: watches for the client going away and paces sleeps."""
+
+    def __init__(self, receive: Receive) -> None:
+        self.gone = asyncio.Event()
+        """Set when the client disconnects, or when the server shuts down (then ``shutdown`` is true)."""
+        self.shutdown = False
+        self._watcher = asyncio.create_task(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        # The request body has been read already, so the next ASGI message is ``http.disconnect``.
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.gone.set()
+                return
+
+    def abort(self) -> None:
+        """Server shutdown: wake every wait so the response ends (by dropping the connection)."""
+        self.shutdown = True
+        self.gone.set()
+
+    async def sleep_until(self, deadline: float) -> bool:
+        """Sleep until ``deadline`` (``time.monotonic()`` seconds); return True if the exchange is over instead."""
+        delay = deadline - time.monotonic()
+        if delay <= 0:
+            await asyncio.sleep(0)  # let the watcher notice a disconnect even when streaming flat out
+            return self.gone.is_set()
+        try:
+            await asyncio.wait_for(self.gone.wait(), delay)
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait_gone(self) -> None:
+        """Wait until the client goes away (or the server shuts down)."""
+        await self.gone.wait()
+
+    def close(self) -> None:
+        """Stop watching."""
+        self._watcher.cancel()
+
+
+class _ChatResponse(Response):
+    """The body of an accepted chat completion, written with raw ASGI sends for full control over timing."""
+
+    def __init__(self, fake: FakeUpstream, script: Script, record: StreamRecord) -> None:
+        # Deliberately not calling Response.__init__: this response renders itself in __call__.
+        self.fake = fake
+        self.script = script
+        self.record = record
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = _Exchange(receive)
+        self.fake._exchanges.add(exchange)
+        try:
+            if self.script.hang:
+                await exchange.wait_gone()
+                self._over(exchange)
+            elif self.record.stream:
+                await self._stream(exchange, send)
+            else:
+                await self._complete(exchange, scope, receive, send)
+        finally:
+            exchange.close()
+            self.fake._exchanges.discard(exchange)
+            self.record.ended.set()
+
+    def _over(self, exchange: _Exchange) -> None:
+        """The exchange ended early: record a client disconnect, or drop the connection on server shutdown."""
+        if exchange.shutdown:
+            raise _DropConnection("fake upstream shutting down")
+        self.record.client_disconnected = True
+
+    def _sent(self, index: int) -> None:
+        """Account for content token ``index`` having been written."""
+        self.record.tokens_sent += 1
+        self.fake.log.append((time.time(), index))
+
+    def _schedule(self, index: int, start: float) -> float:
+        """Monotonic time at which token ``index`` is due: ``start + first_token_delay + index / rate``."""
+        step = index / self.script.rate if self.script.rate else 0.0
+        return start + self.script.first_token_delay + step
+
+    async def _stream(self, exchange: _Exchange, send: Send) -> None:
+        """Stream an SSE chat completion according to the script."""
+        script, body = self.script, self.record.request
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+
+        def chunk(delta: dict, finish_reason: str | None = None) -> dict:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            data: dict[str, Any] = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": body.get("model"),
+                "system_fingerprint": "fp_fake",
+                "choices": [choice],
+            }
+            if include_usage:
+                data["usage"] = None
+            return data
+
+        async def event(data: dict | str | bytes) -> None:
+            if isinstance(data, dict):
+                data = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+            if isinstance(data, str):
+                data = f"data: {data}\n\n".encode()
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+
+        headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-request-id", f"req_{uuid.uuid4().hex}".encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        start = time.monotonic()
+        await event(chunk({"role": "assistant", "content": ""}))
+
+        pieces = self.fake.pieces(script)
+        cuts = [
+            (n, kind)
+            for n, kind in (
+                (script.drop_after, "drop"),
+                (script.stall_after, "stall"),
+                (script.malformed_after, "malformed"),
+            )
+            if n is not None
+        ]
+        limit, cut = min(cuts) if cuts else (len(pieces), None)
+        for index, piece in enumerate(pieces[:limit]):
+            if await exchange.sleep_until(self._schedule(index, start)):
+                return self._over(exchange)
+            await event(chunk({"content": piece}))
+            self._sent(index)
+        if cut is None and await exchange.sleep_until(0.0):
+            return self._over(exchange)
+
+        if cut == "stall":
+            await exchange.wait_gone()
+            return self._over(exchange)
+        if cut == "drop":
+            # uvicorn answers an exception after the response started with transport.close(): the bytes written so
+            # far are flushed, then the socket closes without the terminating zero-length chunk, so the client sees
+            # an incomplete chunked body (httpx.RemoteProtocolError) rather than a clean end.
+            self.record.finished = True
+            raise _DropConnection(f"scripted drop after {self.record.tokens_sent} tokens")
+        if cut == "malformed":
+            await event("{not json")
+        else:
+            await event(chunk({}, script.finish_reason))
+            if include_usage and script.usage:
+                usage_chunk = chunk({})
+                usage_chunk["choices"] = []
+                usage_chunk["usage"] = self._usage()
+                await event(usage_chunk)
+            if not script.no_done:
+                await event("[DONE]")
+        self.record.finished = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _complete(self, exchange: _Exchange, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a non-streaming request with one ``chat.completion`` once the last token is "generated"."""
+        script, body = self.script, self.record.request
+        pieces = self.fake.pieces(script)
+        start = time.monotonic()
+        if await exchange.sleep_until(self._schedule(max(len(pieces) - 1, 0), start)):
+            return self._over(exchange)
+        message = {"role": "assistant", "content": "".join(pieces), "refusal": None}
+        data: dict[str, Any] = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": script.finish_reason}],
+        }
+        for index in range(len(pieces)):
+            self._sent(index)
+        if script.usage:
+            data["usage"] = self._usage()
+        self.record.finished = True
+        await JSONResponse(data)(scope, receive, send)
+
+    def _usage(self) -> dict[str, int]:
+        """OpenAI ``usage`` for this exchange; prompt tokens are a rough word count of the messages."""
+        prompt = _word_count(self.record.request.get("messages"))
+        completion = self.record.tokens_sent
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+class FakeUpstream:
+    """A scriptable OpenAI-compatible server (``GET /v1/models``, ``POST /v1/chat/completions``) on 127.0.0.1.
+
+    Use as a context manager or call :meth:`start` / :meth:`stop`. Attributes read by tests:
+
+    * ``script`` -- the :class:`Script` for the next requests.
+    * ``requests`` -- every chat-completion request body received (after auth), in order, including rejected ones.
+    * ``streams`` -- one :class:`StreamRecord` per request that got past validation, in order.
+    * ``log`` -- ``(time.time() seconds, token index)`` for each content token written, across all requests.
+    * ``base_url`` -- ``"http://127.0.0.1:PORT/v1"``, available once started.
+    """
+
+    def __init__(self, models: Sequence[str] = ("fake-model",), api_key: str | None = None) -> None:
+        """``models``: ids served and accepted; ``api_key``: when set, other bearer tokens get 401."""
+        self.models: list[str] = list(models)
+        self.api_key = api_key
+        self.script = Script()
+        self.requests: list[dict] = []
+        self.streams: list[StreamRecord] = []
+        self.log: list[tuple[float, int]] = []
+        self.port: int | None = None
+        self._exchanges: set[_Exchange] = set()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._app = Starlette(
+            routes=[
+                Route("/v1/models", self._list_models, methods=["GET"]),
+                Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
+            ]
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL, ``"http://127.0.0.1:PORT/v1"``."""
+        if self.port is None:
+            raise RuntimeError("FakeUpstream is not started")
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, timeout: float = 10.0) -> FakeUpstream:
+        """Start serving on a free port in a daemon thread; return self once it accepts connections."""
+        if self._thread is not None:
+            return self
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._app,
+            host="127.0.0.1",
+            port=self.port,
+            loop="asyncio",
+            lifespan="off",
+            log_level="warning",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, args=(self._server, sock), name="fake-upstream", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("FakeUpstream failed to start")
+            time.sleep(0.005)
+        return self
+
+    def _run(self, server: uvicorn.Server, sock: socket.socket) -> None:
+        """Server thread: a private event loop running uvicorn until stopped."""
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        try:
+            loop.run_until_complete(server.serve(sockets=[sock]))
+        finally:
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            sock.close()
+
+    def _abort_all(self) -> None:
+        """On the server loop: end every in-flight response (hanging or stalled ones included)."""
+        for exchange in list(self._exchanges):
+            exchange.abort()
+
+    def stop(self) -> None:
+        """Stop the server, cutting any in-flight responses, and join its thread (idempotent)."""
+        server, thread, loop = self._server, self._thread, self._loop
+        if server is None or thread is None:
+            return
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._abort_all)
+            except RuntimeError:  # the loop closed in between
+                pass
+        server.should_exit = True
+        thread.join(5)
+        if thread.is_alive():
+            server.force_exit = True
+            thread.join(5)
+        self._server = self._thread = self._loop = None
+        self.port = None
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- scripting helpers -----------------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Back to a default :class:`Script`; clear ``requests``, ``streams`` and ``log``."""
+        self.script = Script()
+        self.requests.clear()
+        self.streams.clear()
+        self.log.clear()
+
+    @staticmethod
+    def token(i: int) -> str:
+        """The ``i``-th generated token (from 0): ``"w{i} "``."""
+        return f"w{i} "
+
+    def pieces(self, script: Script | None = None) -> list[str]:
+        """The content deltas ``script`` (default: the current one) streams: its ``pieces`` or generated tokens."""
+        script = script or self.script
+        if script.pieces is not None:
+            return list(script.pieces)
+        return [self.token(i) for i in range(script.tokens)]
+
+    def expected_text(self, n: int | None = None) -> str:
+        """The text the first ``n`` content deltas make (default: all of them, per the current script)."""
+        pieces = self.pieces()
+        return "".join(pieces if n is None else pieces[:n])
+
+    # -- endpoints -------------------------------------------------------------------------------------------------
+
+    def _unauthorized(self, request: Request) -> Response | None:
+        """A 401 response when an ``api_key`` is configured and the request's bearer token differs."""
+        if self.api_key is None:
+            return None
+        auth = request.headers.get("authorization", "")
+        if auth == f"Bearer {self.api_key}":
+            return None
+        if not auth:
+            return _error(401, "You didn't provide an API key.")
+        given = auth.removeprefix("Bearer ")
+        return _error(401, f"Incorrect API key provided: {given[:3]}***.")
+
+    async def _list_models(self, request: Request) -> Response:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        data = [{"id": model, "object": "model", "created": 0, "owned_by": "fake"} for model in self.models]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def _chat_completions(self, request: Request) -> Response:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return _error(400, "We could not parse the JSON body of your request.")
+        if not isinstance(body, dict):
+            return _error(400, "The request body must be a JSON object.")
+        self.requests.append(body)
+        script = copy.deepcopy(self.script)
+        model = body.get("model")
+        if model not in self.models:
+            return _error(404, f"The model `{model}` does not exist", param="model", code="model_not_found")
+        if script.status is not None:
+            headers = None
+            if script.retry_after is not None:
+                seconds = script.retry_after
+                headers = {"retry-after": str(int(seconds)) if float(seconds).is_integer() else str(seconds)}
+            return _error(script.status, script.error_message, headers=headers)
+        record = StreamRecord(request=body, stream=bool(body.get("stream")))
+        self.streams.append(record)
+        return _ChatResponse(self, script, record)

@@ -1,0 +1,226 @@
+"""The engine against the fake upstream (real HTTP) and a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chat.engine import ConversationBusy, Delta, EmptyMessage, Engine, Finished, Phase, PhaseChanged, make_title
+from chat.store import Status, Store
+
+from .fake_upstream import FakeUpstream, Script
+
+
+async def test_answer_streams_and_is_stored_complete(engine: Engine, store: Store, upstream: FakeUpstream) -> None:
+    conversation_id = engine.create_conversation()
+    user, assistant = await engine.send(conversation_id, "Hello there")
+    generation = engine.live(assistant.id)
+    assert generation is not None
+    seen: list[str] = []
+    text, _ = generation.subscribe(lambda e: seen.append(e.text) if isinstance(e, Delta) else None)
+    message = await generation.wait()
+    assert text + "".join(seen) == upstream.expected_text()
+    assert message.status == Status.complete
+    stored = store.get_message(assistant.id)
+    assert stored.content == upstream.expected_text()
+    assert stored.status == Status.complete
+    assert stored.finish_reason == "stop"
+    assert stored.completion_tokens == 20  # from the usage chunk
+    assert stored.prompt_tokens is not None
+    assert stored.ttft is not None and stored.ttft >= 0
+    assert stored.duration is not None and stored.duration >= stored.ttft
+    assert store.get_message(user.id).content == "Hello there"
+    assert store.get_conversation(conversation_id).title == "Hello there"
+    assert engine.live(assistant.id) is None
+
+
+async def test_request_carries_system_prompt_history_and_temperature(
+    engine: Engine, store: Store, upstream: FakeUpstream
+) -> None:
+    conversation_id = engine.create_conversation(system_prompt="You are terse.", temperature=0.3)
+    _, first = await engine.send(conversation_id, "one")
+    await engine.live(first.id).wait()
+    _, second = await engine.send(conversation_id, "two", temperature=1.2)
+    await engine.live(second.id).wait()
+    request = upstream.requests[-1]
+    assert request["messages"] == [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": upstream.expected_text()},
+        {"role": "user", "content": "two"},
+    ]
+    assert request["temperature"] == 1.2
+    assert request["model"] == "fake-model"
+    assert request["stream"] is True
+    assert request["stream_options"] == {"include_usage": True}
+    assert upstream.requests[0]["temperature"] == 0.3
+
+
+async def test_checkpoints_are_bounded_and_partial_text_is_saved(
+    engine: Engine, store: Store, upstream: FakeUpstream
+) -> None:
+    upstream.script = Script(tokens=30, rate=30)  # about 1 s of streaming
+    conversation_id = engine.create_conversation()
+    _, assistant = await engine.send(conversation_id, "go")
+    await asyncio.sleep(0.6)
+    partial = store.get_message(assistant.id).content
+    assert partial, "a checkpoint should have saved some text while streaming"
+    assert upstream.expected_text().startswith(partial)
+    assert store.get_message(assistant.id).status == Status.streaming
+    message = await engine.live(assistant.id).wait()
+    assert message.content == upstream.expected_text()
+    duration = message.duration or 0
+    # at most one checkpoint per interval (0.2 s) while streaming, never one per token
+    assert 1 <= engine.checkpoints <= duration / 0.2 + 1
+    assert engine.checkpoints < 30
+
+
+async def test_cancel_closes_upstream_and_keeps_partial_text(
+    engine: Engine, store: Store, upstream: FakeUpstream
+) -> None:
+    upstream.script = Script(tokens=500, rate=50)
+    conversation_id = engine.create_conversation()
+    _, assistant = await engine.send(conversation_id, "long please")
+    await asyncio.sleep(0.5)
+    assert await engine.cancel(assistant.id) is True
+    stored = store.get_message(assistant.id)
+    assert stored.status == Status.cancelled
+    assert stored.content and upstream.expected_text().startswith(stored.content)
+    record = upstream.streams[-1]
+    assert await record.wait_ended(2.0), "the upstream stream should end once Parley closes it"
+    assert record.client_disconnected
+    assert record.tokens_sent < 100
+    assert not engine.busy(conversation_id)
+    assert await engine.cancel(assistant.id) is False
+
+
+async def test_upstream_error_mid_answer_keeps_partial_text(
+    engine: Engine, store: Store, upstream: FakeUpstream
+) -> None:
+    upstream.script = Script(tokens=10, drop_after=4)
+    conversation_id = engine.create_conversation()
+    _, assistant = await engine.send(conversation_id, "hi")
+    message = await engine.live(assistant.id).wait()
+    assert message.status == Status.error
+    assert message.content == upstream.expected_text(4)
+    assert "broke in the middle" in (message.error or "")
+    assert store.get_message(assistant.id).content == upstream.expected_text(4)
+
+
+@pytest.mark.parametrize(
+    ("script", "reason"),
+    [
+        (Script(status=401), "rejected the API key (401)"),
+        (Script(status=429, retry_after=7), "limiting requests (429). Try again in 7 s"),
+        (Script(status=500, error_message="boom"), "failed (500): boom"),
+        (Script(malformed_after=2), "malformed chunk"),
+        (Script(no_done=True, tokens=3, finish_reason=""), "without finishing it"),
+    ],
+)
+async def test_upstream_faults_become_clear_reasons(
+    engine: Engine, store: Store, upstream: FakeUpstream, script: Script, reason: str
+) -> None:
+    upstream.script = script
+    conversation_id = engine.create_conversation()
+    _, assistant = await engine.send(conversation_id, "hi")
+    message = await engine.live(assistant.id).wait()
+    assert message.status == Status.error
+    assert reason in (message.error or "")
+    assert store.get_message(assistant.id).error == message.error
+
+
+async def test_unknown_model_and_unreachable_upstream(store: Store, upstream: FakeUpstream) -> None:
+    from chat.provider import Provider
+
+    provider = Provider(upstream.base_url, "k", read_timeout=5)
+    engine = Engine(store, provider, default_model="no-such-model")
+    _, assistant = await engine.send(engine.create_conversation(), "hi")
+    message = await engine.live(assistant.id).wait()
+    assert message.status == Status.error and "does not know the model “no-such-model” (404)" in (message.error or "")
+    await provider.close()
+
+    dead = Provider("http://127.0.0.1:9/v1", "k", connect_timeout=1, read_timeout=2)
+    engine = Engine(store, dead, default_model="fake-model")
+    _, assistant = await engine.send(engine.create_conversation(), "hi")
+    message = await engine.live(assistant.id).wait()
+    assert message.status == Status.error and "Could not reach the model server at 127.0.0.1:9" in (message.error or "")
+    await dead.close()
+
+
+async def test_regenerate_adds_selected_variant_and_keeps_the_old(
+    engine: Engine, store: Store, upstream: FakeUpstream
+) -> None:
+    conversation_id = engine.create_conversation()
+    _, first = await engine.send(conversation_id, "hi")
+    await engine.live(first.id).wait()
+    first_text = upstream.expected_text()
+    upstream.script = Script(pieces=["another ", "answer"])
+    variant = await engine.regenerate(first.id, temperature=1.5)
+    message = await engine.live(variant.id).wait()
+    assert message.content == "another answer" and message.temperature == 1.5
+    assert upstream.requests[-1]["temperature"] == 1.5
+    assert upstream.requests[-1]["messages"] == [{"role": "user", "content": "hi"}]
+    variants = store.variants(first.id)
+    assert [v.id for v in variants] == [first.id, variant.id]
+    assert store.get_message(first.id).content == first_text
+    assert store.path(conversation_id)[-1].id == variant.id
+    engine.select_variant(first.id)
+    assert store.path(conversation_id)[-1].id == first.id
+
+
+async def test_busy_conversation_refuses_a_second_answer(engine: Engine, upstream: FakeUpstream) -> None:
+    upstream.script = Script(tokens=100, rate=50)
+    conversation_id = engine.create_conversation()
+    _, assistant = await engine.send(conversation_id, "first")
+    with pytest.raises(ConversationBusy):
+        await engine.send(conversation_id, "second")
+    with pytest.raises(ConversationBusy):
+        await engine.regenerate(assistant.id)
+    with pytest.raises(EmptyMessage):
+        await engine.send(engine.create_conversation(), "  \n\t ")
+    await engine.cancel(assistant.id)
+
+
+async def test_two_subscribers_see_the_same_stream_and_phases(engine: Engine, upstream: FakeUpstream) -> None:
+    upstream.script = Script(tokens=20, rate=100, first_token_delay=0.2)
+    _, assistant = await engine.send(engine.create_conversation(), "hi")
+    generation = engine.live(assistant.id)
+    events_a: list[object] = []
+    events_b: list[object] = []
+    generation.subscribe(events_a.append)
+    await asyncio.sleep(0.1)
+    late_text, _ = generation.subscribe(events_b.append)
+    await generation.wait()
+    text_a = "".join(e.text for e in events_a if isinstance(e, Delta))
+    text_b = late_text + "".join(e.text for e in events_b if isinstance(e, Delta))
+    assert text_a == text_b == upstream.expected_text()
+    assert isinstance(events_a[-1], Finished) and isinstance(events_b[-1], Finished)
+    assert PhaseChanged(Phase.streaming) in events_a
+
+
+async def test_restart_marks_streaming_messages_interrupted(engine: Engine, store: Store) -> None:
+    conversation_id = engine.create_conversation()
+    user, assistant = store.add_exchange(conversation_id, "hi", model="fake-model", temperature=0.5)
+    store.checkpoint(assistant.id, "partial ans")
+    assert engine.recover() == 1
+    stored = store.get_message(assistant.id)
+    assert stored.status == Status.interrupted and stored.content == "partial ans"
+
+
+async def test_shutdown_stores_running_answers_as_interrupted(engine: Engine, store: Store, upstream: FakeUpstream) -> None:
+    upstream.script = Script(tokens=500, rate=50)
+    _, assistant = await engine.send(engine.create_conversation(), "hi")
+    await asyncio.sleep(0.4)
+    await engine.shutdown()
+    stored = store.get_message(assistant.id)
+    assert stored.status == Status.interrupted
+    assert stored.content and upstream.expected_text().startswith(stored.content)
+
+
+def test_make_title() -> None:
+    assert make_title("  How do I\nsort a list?  ") == "How do I sort a list?"
+    long = "Explain the difference between processes and threads in operating systems please"
+    title = make_title(long)
+    assert title.endswith("…") and len(title) <= 49 and long.startswith(title[:-1])
+    assert make_title("   ") == "New chat"

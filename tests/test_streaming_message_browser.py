@@ -1,0 +1,309 @@
+"""StreamingMessage in a real headless Chromium: streamed Markdown, final render, copy button, XSS, indicator.
+
+The app under test is tests/apps/streaming_message_app.py, started as a subprocess; its JSON routes push deltas
+into the message of the page the browser has open.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "tests" / "apps" / "streaming_message_app.py"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+STREAMED = "[data-testid=streamed]"
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+class App:
+    """The test app's process and its JSON routes."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+
+    def post(self, path: str, **data: object) -> dict:
+        request = urllib.request.Request(
+            self.base + path, data=json.dumps(data).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[App]:
+    port = _free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}  # else: NiceGUI test mode
+    env["PYTHONPATH"] = str(ROOT)
+    process = subprocess.Popen(
+        [sys.executable, str(APP), str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    test_app = App(port)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(test_app.base + "/api/ping", timeout=1):
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    pytest.fail(f"test app did not start:\n{process.communicate()[1][-3000:]}")
+                time.sleep(0.1)
+        yield test_app
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.skip("no Chromium installed")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(app: App, browser) -> Iterator:
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.set_default_timeout(5000)
+    page.goto(app.base + "/")
+    page.wait_for_selector(f"{STREAMED} .parley-thinking")
+    page.wait_for_function('() => document.querySelector("[data-testid=streamed] .parley-md") !== null')
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def _html(page, selector: str) -> str:
+    return page.eval_on_selector(selector, "el => el.innerHTML")
+
+
+@pytest.mark.browser
+def test_deltas_render_as_growing_markdown(app: App, page) -> None:
+    sync_api.expect(page.locator(f"{STREAMED} .parley-thinking")).to_contain_text("Thinking…")
+
+    app.post("/api/append", name="streamed", deltas=["Hello **wor"])
+    sync_api.expect(page.locator(f"{STREAMED} .parley-md")).to_have_text("Hello **wor")
+    assert page.locator(f"{STREAMED} strong").count() == 0
+    sync_api.expect(page.locator(f"{STREAMED} .parley-thinking")).to_have_count(0)
+
+    app.post("/api/append", name="streamed", deltas=["ld**\n\n```python\nprint(1)"])
+    sync_api.expect(page.locator(f"{STREAMED} strong")).to_have_text("world")
+    code = page.locator(f"{STREAMED} pre > code")
+    sync_api.expect(code).to_have_text("print(1)")  # the fence is still open: shown as a code block anyway
+    assert "language-python" in (code.get_attribute("class") or "")
+    assert code.locator(".hljs-built_in").count() == 1  # highlighted while streaming
+    sync_api.expect(page.locator(STREAMED)).to_contain_class("parley-message-body parley-streaming")
+    cursor = page.eval_on_selector(f"{STREAMED} pre > code", 'el => getComputedStyle(el, "::after").content')
+    assert cursor not in ("", "none"), "no cursor at the end of the streamed text"
+
+
+@pytest.mark.browser
+def test_finish_replaces_the_stream_with_the_full_render(app: App, page) -> None:
+    deltas = [
+        "Hello **wor",
+        "ld**\n\n```python\nprint(1)",
+        "\n```\n\n| a | b |\n|---|---|\n| 1 | `x` |\n\n- one\n- tw",
+        "o\n\n> quote\nsee https://example.com and [docs](https://example.com/docs)\n\n```\nno language\n```\n",
+    ]
+    full = "".join(deltas)
+    app.post("/api/append", name="streamed", deltas=deltas)
+    sync_api.expect(page.locator(f"{STREAMED} blockquote")).to_contain_text("quote")
+    app.post("/api/classes", name="streamed", classes="extra-class")  # a full update while streaming keeps the text
+    sync_api.expect(page.locator(STREAMED)).to_contain_class("extra-class parley-streaming")
+    sync_api.expect(page.locator(f"{STREAMED} strong")).to_have_text("world")
+
+    assert app.post("/api/finish", name="streamed", text=full)["text"] == full
+    app.post("/api/new", name="reference", text=full)
+    sync_api.expect(page.locator("[data-testid=reference] table")).to_have_count(1)
+    sync_api.expect(page.locator(STREAMED)).to_contain_class("parley-message-body extra-class")
+    sync_api.expect(page.locator(STREAMED)).not_to_contain_class("parley-streaming")
+
+    streamed, reference = _html(page, STREAMED), _html(page, "[data-testid=reference]")
+    assert streamed == reference
+    assert page.locator(f"{STREAMED} pre").count() == 2
+    assert page.locator(f"{STREAMED} table td").count() == 2
+    links = page.locator(f"{STREAMED} a")
+    assert links.count() == 2
+    for i in range(2):
+        assert links.nth(i).get_attribute("target") == "_blank"
+        assert links.nth(i).get_attribute("rel") == "noopener noreferrer"
+
+
+@pytest.mark.browser
+def test_late_deltas_do_not_duplicate_the_final_text(app: App, page) -> None:
+    app.post("/api/append", name="streamed", deltas=["one ", "two "])
+    sync_api.expect(page.locator(f"{STREAMED} .parley-md")).to_have_text("one two")
+    app.post("/api/finish", name="streamed", deltas=["three"], text="one two three")  # same tick as finish()
+    sync_api.expect(page.locator(f"{STREAMED} .parley-md")).to_have_text("one two three")
+    page.wait_for_timeout(300)
+    sync_api.expect(page.locator(f"{STREAMED} .parley-md")).to_have_text("one two three")
+
+
+@pytest.mark.browser
+def test_copy_button_copies_the_code(app: App, page) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    app.post("/api/append", name="streamed", deltas=["Code:\n\n```python\ndef f():\n    return 1\n```\n"])
+    button = page.locator(f"{STREAMED} pre > button.parley-copy")
+    sync_api.expect(button).to_have_count(1)
+    page.hover(f"{STREAMED} pre")
+    button.click()
+    sync_api.expect(button).to_contain_class("parley-copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "def f():\n    return 1\n"
+
+    # without navigator.clipboard (plain http on a LAN) the execCommand fallback copies
+    page.evaluate("""() => {
+        Object.defineProperty(navigator, "clipboard", { value: undefined });
+        window.__copied = null;
+        document.execCommand = (command) => {
+            window.__copied = command === "copy" ? document.activeElement.value : null;
+            return true;
+        };
+    }""")
+    page.wait_for_timeout(1600)  # the check mark of the first copy has gone
+    button.click()
+    sync_api.expect(button).to_contain_class("parley-copied")
+    assert page.evaluate("window.__copied") == "def f():\n    return 1\n"
+
+
+@pytest.mark.browser
+def test_untrusted_markup_stays_inert(app: App, page) -> None:
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    evil = (
+        '<script>window.__xss=1</script>\n\n<img src=x onerror="window.__xss=2">\n\n'
+        "[click](javascript:window.__xss=3) [data](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)\n\n"
+        '<svg onload="window.__xss=4"><script>alert(5)</script></svg>\n\n'
+        "![pic](javascript:alert(6)) ![track](https://example.com/pixel.png)\n\n"
+        '<a href="javascript:alert(7)">raw link</a> <iframe src="javascript:alert(8)"></iframe>'
+    )
+
+    def check() -> None:
+        message = page.locator(STREAMED)
+        sync_api.expect(message).to_contain_text("<script>window.__xss=1</script>")  # shown as text
+        sync_api.expect(message).to_contain_text('<svg onload="window.__xss=4">')
+        page.wait_for_timeout(200)  # give a failed img load time to fire onerror
+        assert page.evaluate("typeof window.__xss") == "undefined"
+        assert not dialogs
+        for tag in ("script", "img", "svg:not(.parley-copy svg)", "iframe"):
+            assert message.locator(tag).count() == 0, tag
+        hrefs = message.locator("a").evaluate_all('links => links.map(a => a.getAttribute("href"))')
+        assert hrefs == ["https://example.com/pixel.png"]  # images are links, never loaded
+        assert "click" in message.inner_text()
+
+    app.post("/api/append", name="streamed", deltas=[evil[i : i + 7] for i in range(0, len(evil), 7)])
+    check()
+    app.post("/api/finish", name="streamed", text=evil)
+    sync_api.expect(page.locator(STREAMED)).not_to_contain_class("parley-streaming")
+    check()
+
+
+@pytest.mark.browser
+def test_thinking_indicator_until_the_first_delta(app: App, page) -> None:
+    indicator = page.locator(f"{STREAMED} .parley-thinking")
+    sync_api.expect(indicator).to_be_visible()
+    sync_api.expect(indicator).to_have_text("Thinking…")
+    assert page.locator(f"{STREAMED} .parley-dots > span").count() == 3
+
+    app.post("/api/phase", name="streamed", phase="queued")
+    sync_api.expect(indicator).to_have_text("Queued — waiting for the model…")
+    app.post("/api/phase", name="streamed", phase="loading")
+    sync_api.expect(indicator).to_have_text("Loading the model…")
+    app.post("/api/phase", name="streamed", phase="thinking")
+    sync_api.expect(indicator).to_have_text("Thinking…")
+
+    app.post("/api/append", name="streamed", deltas=["First"])
+    sync_api.expect(page.locator(f"{STREAMED} .parley-md")).to_have_text("First")
+    sync_api.expect(indicator).to_have_count(0)
+
+    app.post("/api/new", name="queued", streaming=True, phase="queued")
+    sync_api.expect(page.locator("[data-testid=queued] .parley-thinking")).to_have_text(
+        "Queued — waiting for the model…"
+    )
+    app.post("/api/finish", name="queued", text="")  # an empty answer: no indicator once it is over
+    sync_api.expect(page.locator("[data-testid=queued] .parley-thinking")).to_have_count(0)
+
+
+@pytest.mark.browser
+def test_each_delta_is_sent_once(app: App, page) -> None:
+    frames: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(str(payload))))
+    page.reload()  # the listener sees only sockets opened after it was added
+    page.wait_for_selector(f"{STREAMED} .parley-thinking")
+    page.wait_for_timeout(300)
+
+    page.evaluate("""() => {
+        window.__renders = 0;  // DOM patches are batched per render: one observer call per render
+        new MutationObserver(() => window.__renders++)
+            .observe(document.querySelector("[data-testid=streamed] .parley-md"), { childList: true });
+    }""")
+    deltas = [f"word{i:03d} " for i in range(200)]
+    for start in range(0, len(deltas), 50):
+        app.post("/api/append", name="streamed", deltas=deltas[start : start + 50])
+    sync_api.expect(page.locator(f"{STREAMED} .parley-md")).to_contain_text("word199")
+    renders = page.evaluate("window.__renders")
+    print(f"renders: {renders}")
+    assert 1 <= renders <= 40, f"{renders} renders for {len(deltas)} deltas: not coalesced per animation frame"
+    assert page.locator(f"{STREAMED} .parley-md").inner_text().strip() == "".join(deltas).strip()
+
+    appends = [frame for frame in frames if "append" in frame]
+    assert len(appends) == len(deltas)
+    assert all(frame.count("word") == 1 for frame in appends), "a frame carried more than its own delta"
+    overhead = max(len(frame) for frame in appends) - len(deltas[0])
+    print(f"websocket bytes per delta: {len(appends[0])} for a {len(deltas[0])}-character delta (overhead {overhead})")
+    assert overhead < 200
+
+
+@pytest.mark.browser
+def test_reattached_tab_continues_the_partial_text(app: App, page) -> None:
+    app.post("/api/new", name="live", text="Partial *answ", streaming=True)
+    live = page.locator("[data-testid=live]")
+    sync_api.expect(live.locator(".parley-md")).to_have_text("Partial *answ")
+    sync_api.expect(live.locator(".parley-thinking")).to_have_count(0)
+    sync_api.expect(live).to_contain_class("parley-streaming")
+    app.post("/api/append", name="live", deltas=["er*"])
+    sync_api.expect(live.locator("em")).to_have_text("answer")
+    assert app.post("/api/finish", name="live", text="Partial *answer*.")["text"] == "Partial *answer*."
+    sync_api.expect(live.locator(".parley-md")).to_have_text("Partial answer.")
+    sync_api.expect(live).not_to_contain_class("parley-streaming")

@@ -1,0 +1,217 @@
+"""The pages with NiceGUI's simulated user, on the real app.py, the fake upstream and a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from nicegui import ui
+from nicegui.testing import User
+
+from chat.store import Role, Status
+
+from .conftest import opened_store
+from .fake_upstream import FakeUpstream, Script
+
+
+async def wait_for(predicate, timeout: float = 5.0) -> None:
+    """Poll ``predicate`` until it is true (the answer streams in a background task)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def stored_path(data_dir: Path, conversation_id: int = 1):
+    with opened_store(data_dir) as store:
+        return store.path(conversation_id)
+
+
+async def send(user: User, text: str) -> None:
+    user.find(marker="composer").type(text)
+    user.find(marker="composer").trigger("keydown.enter.exact.prevent")
+
+
+async def test_send_streams_answer_and_stores_it(user: User, app_env: Path, upstream: FakeUpstream) -> None:
+    await user.open("/")
+    await user.should_see("Ask anything")
+    await send(user, "Hello Parley")
+    await wait_for(lambda: len(stored_path(app_env)) == 2 and stored_path(app_env)[1].status == Status.complete)
+    await user.open("/c/1")
+    await user.should_see("Hello Parley")
+    await user.should_see(upstream.expected_text().strip())
+    path = stored_path(app_env)
+    assert [m.role for m in path] == [Role.user, Role.assistant]
+    assert path[1].content == upstream.expected_text()
+    await user.should_see(marker="conversation-1")
+
+
+async def test_answer_grows_live_on_the_open_page_and_stop(user: User, app_env: Path, upstream: FakeUpstream) -> None:
+    await user.open("/")
+    upstream.script = Script(pieces=["short ", "one"])
+    await send(user, "first")
+    await wait_for(lambda: stored_path(app_env) and stored_path(app_env)[-1].status == Status.complete)
+    await user.open("/c/1")
+    upstream.script = Script(tokens=400, rate=40)
+    await send(user, "tell me a long story")
+    await wait_for(lambda: len(stored_path(app_env)) == 4)
+    await user.should_see(FakeUpstream.token(5).strip(), retries=50)
+    # while it streams, Send has become Stop
+    await user.should_see(marker="stop")
+    await user.should_not_see(marker="send")
+    user.find(marker="stop").click()
+    await wait_for(lambda: stored_path(app_env)[-1].status == Status.cancelled)
+    await user.should_see("Stopped", retries=30)
+    await user.should_see(marker="retry")
+    partial = stored_path(app_env)[-1].content
+    assert partial and upstream.expected_text().startswith(partial) and len(partial) < len(upstream.expected_text())
+    await user.should_see(marker="send")
+    await user.should_not_see(marker="stop")
+    assert await upstream.streams[-1].wait_ended(2.0) and upstream.streams[-1].client_disconnected
+
+
+async def test_composer_keeps_text_when_refused_and_ignores_blank(
+    user: User, app_env: Path, upstream: FakeUpstream
+) -> None:
+    await user.open("/")
+    await send(user, "   ")
+    await user.should_see("Type a message first.")
+    with opened_store(app_env) as store:
+        assert store.list_conversations() == []
+    upstream.script = Script(pieces=["fine"])
+    await send(user, "start")
+    await wait_for(lambda: stored_path(app_env) and stored_path(app_env)[-1].status == Status.complete)
+    await user.open("/c/1")
+    upstream.script = Script(tokens=300, rate=30)
+    await send(user, "one")
+    await wait_for(lambda: len(stored_path(app_env)) == 4)
+    await user.should_see(FakeUpstream.token(2).strip(), retries=50)
+    user.find(marker="composer").type("two, typed while it streams")
+    user.find(marker="composer").trigger("keydown.enter.exact.prevent")
+    await user.should_see("Wait for the current answer to finish")
+    assert user.find(marker="composer").elements.pop().value == "two, typed while it streams"
+    user.find(marker="stop").click()
+    await wait_for(lambda: stored_path(app_env)[-1].status == Status.cancelled)
+
+
+async def test_regenerate_at_another_temperature_and_navigate_variants(
+    user: User, app_env: Path, upstream: FakeUpstream
+) -> None:
+    await user.open("/")
+    upstream.script = Script(pieces=["first ", "answer"])
+    await send(user, "question")
+    await wait_for(lambda: stored_path(app_env) and stored_path(app_env)[-1].status == Status.complete)
+    await user.open("/c/1")
+    await user.should_see("first answer")
+    upstream.script = Script(pieces=["second ", "answer"])
+    slider = user.find(marker="regenerate-temperature").elements.pop()
+    slider.value = 1.5
+    user.find(marker="regenerate").click()
+    await wait_for(lambda: stored_path(app_env)[-1].content == "second answer")
+    await wait_for(lambda: stored_path(app_env)[-1].status == Status.complete)
+    await user.should_see("second answer", retries=30)
+    await user.should_see("2/2", retries=30)
+    assert upstream.requests[-1]["temperature"] == 1.5
+    with opened_store(app_env) as store:
+        variants = store.variants(stored_path(app_env)[-1].id)
+    assert [v.content for v in variants] == ["first answer", "second answer"]
+    assert variants[1].temperature == 1.5
+    user.find(marker="variant-previous").click()
+    await user.should_see("1/2", retries=30)
+    await user.should_see("first answer")
+    await user.should_not_see("second answer")
+    assert stored_path(app_env)[-1].content == "first answer"
+    user.find(marker="variant-next").click()
+    await user.should_see("2/2", retries=30)
+    await user.should_see("second answer")
+
+
+async def test_rename_and_delete_conversation(user: User, app_env: Path, upstream: FakeUpstream) -> None:
+    await user.open("/")
+    await send(user, "about rivers")
+    await wait_for(lambda: stored_path(app_env) and stored_path(app_env)[-1].status == Status.complete)
+    await user.open("/c/1")
+    with user.scope(marker="conversation-list"):
+        await user.should_see("about rivers")
+        user.find(marker="rename-conversation").click()
+    await user.should_see(marker="rename-input")
+    user.find(marker="rename-input").clear().type("Rivers and lakes")
+    user.find(marker="rename-save").click()
+    with user.scope(marker="conversation-list"):
+        await user.should_see("Rivers and lakes", retries=30)
+    with opened_store(app_env) as store:
+        assert store.get_conversation(1).title == "Rivers and lakes"
+    with user.scope(marker="conversation-list"):
+        user.find(marker="delete-conversation").click()
+    await user.should_see("This cannot be undone")
+    user.find(marker="confirm-delete").click()
+    await wait_for(lambda: not _conversations(app_env))
+    await user.should_see("Ask anything", retries=30)
+
+
+def _conversations(data_dir: Path) -> list:
+    with opened_store(data_dir) as store:
+        return store.list_conversations()
+
+
+async def test_refresh_shows_the_same_conversation_and_reattaches_to_live_answer(
+    user: User, app_env: Path, upstream: FakeUpstream
+) -> None:
+    await user.open("/")
+    upstream.script = Script(tokens=60, rate=40)
+    await send(user, "stream slowly")
+    await wait_for(lambda: len(stored_path(app_env)) == 2 and stored_path(app_env)[1].content != "")
+    await user.open("/c/1")  # a refresh while it streams: attaches to the live answer
+    await user.should_see("stream slowly")
+    await user.should_see(FakeUpstream.token(59).strip(), retries=100)
+    await wait_for(lambda: stored_path(app_env)[-1].status == Status.complete)
+    await user.open("/c/1")
+    await user.should_see(upstream.expected_text().strip())
+    await user.should_see(marker="message-details")
+
+
+async def test_settings_change_system_prompt_model_and_temperature(
+    user: User, app_env: Path, upstream: FakeUpstream
+) -> None:
+    await user.open("/")
+    await send(user, "hi")
+    await wait_for(lambda: stored_path(app_env) and stored_path(app_env)[-1].status == Status.complete)
+    await user.open("/c/1")
+    user.find(marker="settings").click()
+    await user.should_see(marker="system-prompt")
+    user.find(marker="system-prompt").type("Answer like a pirate.")
+    user.find(marker="model").elements.pop().value = "other-model"
+    user.find(marker="temperature").elements.pop().value = 0.2
+    user.find(marker="settings-save").click()
+    await user.should_see("Settings saved")
+    with opened_store(app_env) as store:
+        conversation = store.get_conversation(1)
+    assert (conversation.system_prompt, conversation.model, conversation.temperature) == (
+        "Answer like a pirate.", "other-model", 0.2,
+    )
+    await send(user, "again")
+    await wait_for(lambda: len(stored_path(app_env)) == 4 and stored_path(app_env)[-1].status == Status.complete)
+    request = upstream.requests[-1]
+    assert request["model"] == "other-model" and request["temperature"] == 0.2
+    assert request["messages"][0] == {"role": "system", "content": "Answer like a pirate."}
+
+
+async def test_error_state_is_shown_with_retry(user: User, app_env: Path, upstream: FakeUpstream) -> None:
+    await user.open("/")
+    upstream.script = Script(tokens=10, drop_after=3)
+    await send(user, "hi")
+    await wait_for(lambda: stored_path(app_env) and stored_path(app_env)[-1].status == Status.error)
+    await user.open("/c/1")
+    await user.should_see("broke in the middle of the answer")
+    await user.should_see(upstream.expected_text(3).strip())
+    upstream.script = Script(pieces=["recovered"])
+    user.find(marker="retry").click()
+    await wait_for(lambda: stored_path(app_env)[-1].content == "recovered")
+    await user.should_see("2/2", retries=30)
+
+
+async def test_unknown_conversation_says_so(user: User) -> None:
+    await user.open("/c/999")
+    await user.should_see("This conversation does not exist")
+    assert ui  # the page rendered without errors
