@@ -36,9 +36,7 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8080, ge=1, le=65535, description="TCP port to listen on.")
-    data_dir: Path = Field(
-        Path("data"), description="Folder for the database and other state."
-    )
+    data_dir: Path = Field(Path("data"), description="Folder for the database and other state.")
     database_url: str | None = Field(
         None,
         validation_alias=AliasChoices("database_url", "DATABASE_URL"),
@@ -58,28 +56,25 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("openai_base_url", "OPENAI_BASE_URL"),
         description="Base URL of an OpenAI-compatible upstream, e.g. http://127.0.0.1:11434/v1 for Ollama.",
     )
-    temperature: float = Field(
-        0.7, ge=0.0, le=2.0, description="Default temperature (0 to 2)."
-    )
-    connect_timeout: float = Field(
-        10.0, gt=0, description="Seconds to connect to the upstream."
-    )
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Default temperature (0 to 2).")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to connect to the upstream.")
     read_timeout: float = Field(
         120.0,
         gt=0,
         description="Seconds to wait for the upstream's first byte, and between two chunks of a stream.",
+    )
+    max_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Most tokens per answer (default: 1024 for the embedded model, else the upstream's limit).",
     )
     checkpoint_interval: float = Field(
         0.5,
         gt=0,
         description="Seconds between two saves of a streaming answer's partial text.",
     )
-    embedded_context: int = Field(
-        8192, ge=512, description="Context window of the embedded model, in tokens."
-    )
-    embedded_threads: int | None = Field(
-        None, ge=1, description="CPU threads for the embedded model."
-    )
+    embedded_context: int = Field(8192, ge=512, description="Context window of the embedded model, in tokens.")
+    embedded_threads: int | None = Field(None, ge=1, description="CPU threads for the embedded model.")
     storage_secret: SecretStr = Field(
         SecretStr("parley-local"),
         description="Secret that signs NiceGUI's browser-session cookie.",

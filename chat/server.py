@@ -16,6 +16,9 @@ from .ui.pages import register_pages
 
 log = logging.getLogger("parley")
 
+#: Most tokens per answer of the embedded base model, which otherwise may ramble until its context is full.
+EMBEDDED_MAX_TOKENS = 1024
+
 #: Preferred default among an upstream's models when none is configured.
 PREFERRED_MODELS = ("gpt-4o-mini", "gpt-4.1-mini")
 
@@ -54,6 +57,7 @@ def build_services(settings: Settings) -> Services:
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
             max_concurrency=1,
+            max_tokens=settings.max_tokens or EMBEDDED_MAX_TOKENS,
             ready=ready,
         )
     else:
@@ -62,6 +66,7 @@ def build_services(settings: Settings) -> Services:
             settings.openai_api_key.get_secret_value() if settings.openai_api_key else "none",
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
+            max_tokens=settings.max_tokens,
         )
     default_model = settings.model or (EMBEDDED_MODEL if embedded else PREFERRED_MODELS[0])
     engine = Engine(

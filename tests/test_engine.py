@@ -208,7 +208,9 @@ async def test_restart_marks_streaming_messages_interrupted(engine: Engine, stor
     assert stored.status == Status.interrupted and stored.content == "partial ans"
 
 
-async def test_shutdown_stores_running_answers_as_interrupted(engine: Engine, store: Store, upstream: FakeUpstream) -> None:
+async def test_shutdown_stores_running_answers_as_interrupted(
+    engine: Engine, store: Store, upstream: FakeUpstream
+) -> None:
     upstream.script = Script(tokens=500, rate=50)
     _, assistant = await engine.send(engine.create_conversation(), "hi")
     await asyncio.sleep(0.4)

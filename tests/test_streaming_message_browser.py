@@ -7,33 +7,17 @@ into the message of the page the browser has open.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from playwright import sync_api
 
-ROOT = Path(__file__).resolve().parents[1]
+from .browser import ROOT, chromium, clean_env, free_port, server_process
+
 APP = ROOT / "tests" / "apps" / "streaming_message_app.py"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 STREAMED = "[data-testid=streamed]"
-
-sync_api = pytest.importorskip("playwright.sync_api")
 
 
 class App:
@@ -50,54 +34,18 @@ class App:
             return json.loads(response.read())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app() -> Iterator[App]:
-    port = _free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}  # else: NiceGUI test mode
-    env["PYTHONPATH"] = str(ROOT)
-    process = subprocess.Popen(
-        [sys.executable, str(APP), str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    port = free_port()
     test_app = App(port)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(test_app.base + "/api/ping", timeout=1):
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    pytest.fail(f"test app did not start:\n{process.communicate()[1][-3000:]}")
-                time.sleep(0.1)
+    with server_process([str(APP), str(port)], test_app.base + "/api/ping", clean_env(), timeout=30):
         yield test_app
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip("no Chromium installed")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -188,7 +188,9 @@ async def test_settings_change_system_prompt_model_and_temperature(
     with opened_store(app_env) as store:
         conversation = store.get_conversation(1)
     assert (conversation.system_prompt, conversation.model, conversation.temperature) == (
-        "Answer like a pirate.", "other-model", 0.2,
+        "Answer like a pirate.",
+        "other-model",
+        0.2,
     )
     await send(user, "again")
     await wait_for(lambda: len(stored_path(app_env)) == 4 and stored_path(app_env)[-1].status == Status.complete)

@@ -216,9 +216,7 @@ class Engine:
             raise ValueError("temperature must be between 0 and 2")
         conversation = self.store.get_conversation(original.conversation_id)
         temperature = conversation.temperature if temperature is None else temperature
-        variant = self.store.add_variant(
-            message_id, model=self.model_for(conversation.model), temperature=temperature
-        )
+        variant = self.store.add_variant(message_id, model=self.model_for(conversation.model), temperature=temperature)
         self._start(variant, conversation.system_prompt)
         self.notify(original.conversation_id, "message")
         return variant

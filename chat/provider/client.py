@@ -101,6 +101,7 @@ class Provider:
         read_timeout: seconds to wait for the first byte and between chunks.
         max_concurrency: answers streamed at once; more wait their turn (1 for the embedded model,
             whose server answers one request at a time). ``None``: no limit.
+        max_tokens: most tokens per answer (``max_tokens`` of the request); None: the upstream's limit.
         ready: awaited before each request (the embedded model's start-up); may raise ProviderError.
     """
 
@@ -112,6 +113,7 @@ class Provider:
         connect_timeout: float = 10.0,
         read_timeout: float = 120.0,
         max_concurrency: int | None = None,
+        max_tokens: int | None = None,
         ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.base_url = base_url
@@ -123,6 +125,7 @@ class Provider:
             max_retries=0,
         )
         self._ready = ready
+        self.max_tokens = max_tokens
         self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         self._usage_in_stream = True  # cleared when the server rejects stream_options
 
@@ -185,12 +188,18 @@ class Provider:
 
     async def _create(self, messages: list[dict[str, str]], model: str, temperature: float) -> openai.AsyncStream[Any]:
         extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if self._usage_in_stream else {}
+        if self.max_tokens:
+            extra["max_tokens"] = self.max_tokens
         try:
             return await self.client.chat.completions.create(
-                model=model, messages=messages, temperature=temperature, stream=True, **extra  # type: ignore[arg-type]
+                model=model,
+                messages=messages,
+                temperature=temperature,
+                stream=True,
+                **extra,  # type: ignore[arg-type]
             )
         except openai.BadRequestError as error:
-            if extra and "stream_options" in str(error.body or error.message):
+            if "stream_options" in extra and "stream_options" in str(error.body or error.message):
                 log.info("%s rejects stream_options; asking without usage from now on", self.base_url)
                 self._usage_in_stream = False
                 return await self._create(messages, model, temperature)

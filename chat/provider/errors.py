@@ -77,7 +77,9 @@ def describe(error: BaseException, *, base_url: str, model: str, read_timeout: f
         return error
     if isinstance(error, openai.APITimeoutError):
         if streamed:
-            return ProviderError(f"The model server stopped sending for {read_timeout:g} s in the middle of the answer.")
+            return ProviderError(
+                f"The model server stopped sending for {read_timeout:g} s in the middle of the answer."
+            )
         return ProviderError(f"The model server at {host} did not answer within {read_timeout:g} s.", retryable=True)
     if isinstance(error, openai.APIConnectionError):
         if streamed:
@@ -88,7 +90,9 @@ def describe(error: BaseException, *, base_url: str, model: str, read_timeout: f
         quoted = _upstream_message(error)
         detail = f": {quoted}" if quoted else "."
         if isinstance(error, openai.AuthenticationError):
-            return ProviderError(f"The model server rejected the API key (401). Check OPENAI_API_KEY{detail}", status=status)
+            return ProviderError(
+                f"The model server rejected the API key (401). Check OPENAI_API_KEY{detail}", status=status
+            )
         if isinstance(error, openai.PermissionDeniedError):
             return ProviderError(f"The API key may not use this model or endpoint (403){detail}", status=status)
         if isinstance(error, openai.NotFoundError):
@@ -101,7 +105,10 @@ def describe(error: BaseException, *, base_url: str, model: str, read_timeout: f
             )
         if status >= 500:
             return ProviderError(
-                f"The model server failed ({status}){detail}", status=status, retry_after=_retry_after(error), retryable=True
+                f"The model server failed ({status}){detail}",
+                status=status,
+                retry_after=_retry_after(error),
+                retryable=True,
             )
         return ProviderError(f"The model server refused the request ({status}){detail}", status=status)
     if isinstance(error, json.JSONDecodeError | pydantic.ValidationError):

@@ -295,7 +295,9 @@ class Store:
             update(Message)
             .where(
                 col(Message.conversation_id) == message.conversation_id,
-                col(Message.parent_id).is_(None) if message.parent_id is None else col(Message.parent_id) == message.parent_id,
+                col(Message.parent_id).is_(None)
+                if message.parent_id is None
+                else col(Message.parent_id) == message.parent_id,
             )
             .values(selected=False)
         )

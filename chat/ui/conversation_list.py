@@ -22,9 +22,9 @@ class ConversationList:
         self.engine = engine
         self.store = store
         self.current_id = current_id
-        ui.button("New chat", icon="add", on_click=lambda: ui.navigate.to("/")).props(
-            "outline no-caps"
-        ).classes("w-full").mark("new-chat")
+        ui.button("New chat", icon="add", on_click=lambda: ui.navigate.to("/")).props("outline no-caps").classes(
+            "w-full"
+        ).mark("new-chat")
         self.list = ui.column().classes("w-full gap-0 mt-2").mark("conversation-list")
         self.render()
         stop_watching = engine.watch(self._on_change)
@@ -47,14 +47,21 @@ class ConversationList:
 
     def _item(self, conversation: Conversation) -> None:
         current = conversation.id == self.current_id
-        with ui.row().classes(
-            "w-full items-center no-wrap rounded px-2 py-1 hover:bg-grey-3 cursor-pointer"
-            + (" bg-blue-1" if current else "")
-        ).mark(f"conversation-{conversation.id}") as row:
+        with (
+            ui.row()
+            .classes(
+                "w-full items-center no-wrap rounded px-2 py-1 hover:bg-grey-3 cursor-pointer"
+                + (" bg-blue-1" if current else "")
+            )
+            .mark(f"conversation-{conversation.id}") as row
+        ):
             row.on("click", lambda c=conversation: ui.navigate.to(f"/c/{c.id}"))
             ui.label(conversation.title).classes("flex-grow truncate text-sm").mark("conversation-title")
-            with ui.button(icon="more_vert").props("flat dense round size=sm").on("click.stop", lambda: None).mark(
-                "conversation-menu"
+            with (
+                ui.button(icon="more_vert")
+                .props("flat dense round size=sm")
+                .on("click.stop", lambda: None)
+                .mark("conversation-menu")
             ):
                 with ui.menu():
                     ui.menu_item("Rename", lambda c=conversation: self.rename(c)).mark("rename-conversation")

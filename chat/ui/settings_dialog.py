@@ -11,9 +11,7 @@ from ..engine import Engine
 from ..store import Store
 
 
-async def open_settings(
-    engine: Engine, store: Store, conversation_id: int, list_models: object
-) -> None:
+async def open_settings(engine: Engine, store: Store, conversation_id: int, list_models: object) -> None:
     """Show the settings dialog of a conversation and save what the user changes.
 
     ``list_models`` is an async function returning model ids; when it fails the model field

@@ -1,0 +1,41 @@
+# Parley: `make run` installs everything and starts the app; `make test` installs everything and runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# llama-cpp-python builds from source (5-8 minutes, once: pip caches the wheel). A portable build:
+# a native build on CPUs that report AMX/AVX-512 segfaults in llama_decode on the first token.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+ARGS ?=
+
+.PHONY: run test lint bench clean
+
+run: $(VENV)/.installed-embedded
+	$(PY) app.py $(ARGS)
+
+test: $(VENV)/.installed-embedded-test chromium
+	$(PY) -m pytest $(ARGS)
+
+lint: $(VENV)/.installed-embedded-test
+	$(VENV)/bin/ruff check chat tests app.py
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-embedded: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e '.[embedded]'
+	touch $@
+
+$(VENV)/.installed-embedded-test: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e '.[embedded,test]'
+	touch $@ $(VENV)/.installed-embedded
+
+# Debian's Chromium for the browser tests (Playwright drives it; it cannot download its own browser here).
+chromium:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+clean:
+	rm -rf $(VENV) .pytest_cache
