@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 ARGS ?=
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint clean chromium
 
 run: $(VENV)/.installed-embedded
 	$(PY) app.py $(ARGS)

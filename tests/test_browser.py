@@ -19,17 +19,21 @@ pytestmark = pytest.mark.browser
 ANSWER = ["Rivers ", "**flow** ", "to the ", "sea.\n\n", "```python\n", "print('río')\n", "```\n"]
 
 
-@pytest.fixture
-def app_url(tmp_path: Path, upstream: FakeUpstream) -> Iterator[str]:
-    """app.py serving on a free port, answering from the fake upstream, with its data in ``tmp_path``."""
-    port = free_port()
+def serve(tmp_path: Path, upstream: FakeUpstream, port: int):
+    """app.py serving on ``port``, answering from the fake upstream, with its data in ``tmp_path``."""
     env = clean_env(
         OPENAI_BASE_URL=upstream.base_url, OPENAI_API_KEY="test-key", PARLEY_MODEL="fake-model",
         PARLEY_DATA_DIR=str(tmp_path / "data"),
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    with server_process(["app.py", "--port", str(port)], url + "/", env):
-        yield url
+    return server_process(["app.py", "--port", str(port)], f"http://127.0.0.1:{port}/", env)
+
+
+@pytest.fixture
+def app_url(tmp_path: Path, upstream: FakeUpstream) -> Iterator[str]:
+    """The app's URL while it runs; see ``serve``."""
+    port = free_port()
+    with serve(tmp_path, upstream, port):
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_send_see_streamed_answer_reload_see_it_again(app_url: str, upstream: FakeUpstream, tmp_path: Path) -> None:
@@ -62,3 +66,21 @@ def test_send_see_streamed_answer_reload_see_it_again(app_url: str, upstream: Fa
         path = store.path(1)
     assert [m.content for m in path] == ["Where do rivers go?\nBriefly.", "".join(ANSWER)]
     assert path[1].status == Status.complete
+
+
+def test_answer_is_still_there_after_restarting_the_app(tmp_path: Path, upstream: FakeUpstream) -> None:
+    upstream.script = Script(pieces=ANSWER)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with chromium() as browser:
+        page = browser.new_page()
+        with serve(tmp_path, upstream, port):
+            page.goto(url + "/")
+            page.get_by_placeholder("Message Parley").fill("Where do rivers go?")
+            page.keyboard.press("Enter")
+            page.wait_for_url("**/c/1")
+            expect(page.locator(".parley-message-footer").last).to_contain_text("fake-model", timeout=10_000)
+        with serve(tmp_path, upstream, port):  # a new process on the same data folder
+            page.goto(url + "/c/1")
+            expect(page.locator(".parley-user-message")).to_have_text("Where do rivers go?")
+            expect(page.locator(".parley-message-body").last).to_contain_text("Rivers flow to the sea.")

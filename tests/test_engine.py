@@ -226,3 +226,22 @@ def test_make_title() -> None:
     title = make_title(long)
     assert title.endswith("…") and len(title) <= 49 and long.startswith(title[:-1])
     assert make_title("   ") == "New chat"
+
+
+async def test_one_at_a_time_upstream_queues_the_second_answer(store: Store, upstream: FakeUpstream) -> None:
+    from chat.provider import Provider
+
+    upstream.script = Script(tokens=20, rate=40)
+    provider = Provider(upstream.base_url, "k", read_timeout=5, max_concurrency=1)  # like the embedded model
+    engine = Engine(store, provider, default_model="fake-model")
+    _, first = await engine.send(engine.create_conversation(), "first")
+    await asyncio.sleep(0.1)
+    _, second = await engine.send(engine.create_conversation(), "second")
+    await asyncio.sleep(0.1)
+    assert engine.live(second.id).phase == Phase.queued
+    assert len(upstream.requests) == 1  # the second request waits for the first answer to end
+    done_first = await engine.live(first.id).wait()
+    done_second = await engine.live(second.id).wait()
+    assert done_first.status == done_second.status == Status.complete
+    assert done_second.content == upstream.expected_text()
+    await provider.close()

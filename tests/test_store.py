@@ -22,7 +22,9 @@ def test_migration_from_empty_database_to_head_matches_the_models(tmp_path: Path
         assert context.get_current_revision() == "0001"
         assert compare_metadata(context, SQLModel.metadata) == []
     store.close()
-    tables = {row[0] for row in sqlite3.connect(tmp_path / "new" / "parley.db").execute("select name from sqlite_master")}
+    tables = {
+        row[0] for row in sqlite3.connect(tmp_path / "new" / "parley.db").execute("select name from sqlite_master")
+    }
     assert {"conversation", "message", "alembic_version"} <= tables
 
 

@@ -33,6 +33,14 @@ async def send(user: User, text: str) -> None:
     user.find(marker="composer").trigger("keydown.enter.exact.prevent")
 
 
+async def start_conversation(user: User, data_dir: Path, text: str, status: Status = Status.complete) -> None:
+    """From the start page, send ``text``, wait for the answer to end with ``status``, open the conversation."""
+    await user.open("/")
+    await send(user, text)
+    await wait_for(lambda: len(stored_path(data_dir)) == 2 and stored_path(data_dir)[1].status == status)
+    await user.open("/c/1")
+
+
 async def test_send_streams_answer_and_stores_it(user: User, app_env: Path, upstream: FakeUpstream) -> None:
     await user.open("/")
     await user.should_see("Ask anything")
@@ -48,11 +56,8 @@ async def test_send_streams_answer_and_stores_it(user: User, app_env: Path, upst
 
 
 async def test_answer_grows_live_on_the_open_page_and_stop(user: User, app_env: Path, upstream: FakeUpstream) -> None:
-    await user.open("/")
     upstream.script = Script(pieces=["short ", "one"])
-    await send(user, "first")
-    await wait_for(lambda: stored_path(app_env) and stored_path(app_env)[-1].status == Status.complete)
-    await user.open("/c/1")
+    await start_conversation(user, app_env, "first")
     upstream.script = Script(tokens=400, rate=40)
     await send(user, "tell me a long story")
     await wait_for(lambda: len(stored_path(app_env)) == 4)
@@ -98,11 +103,8 @@ async def test_composer_keeps_text_when_refused_and_ignores_blank(
 async def test_regenerate_at_another_temperature_and_navigate_variants(
     user: User, app_env: Path, upstream: FakeUpstream
 ) -> None:
-    await user.open("/")
     upstream.script = Script(pieces=["first ", "answer"])
-    await send(user, "question")
-    await wait_for(lambda: stored_path(app_env) and stored_path(app_env)[-1].status == Status.complete)
-    await user.open("/c/1")
+    await start_conversation(user, app_env, "question")
     await user.should_see("first answer")
     upstream.script = Script(pieces=["second ", "answer"])
     slider = user.find(marker="regenerate-temperature").elements.pop()
@@ -128,10 +130,7 @@ async def test_regenerate_at_another_temperature_and_navigate_variants(
 
 
 async def test_rename_and_delete_conversation(user: User, app_env: Path, upstream: FakeUpstream) -> None:
-    await user.open("/")
-    await send(user, "about rivers")
-    await wait_for(lambda: stored_path(app_env) and stored_path(app_env)[-1].status == Status.complete)
-    await user.open("/c/1")
+    await start_conversation(user, app_env, "about rivers")
     with user.scope(marker="conversation-list"):
         await user.should_see("about rivers")
         user.find(marker="rename-conversation").click()
@@ -142,6 +141,7 @@ async def test_rename_and_delete_conversation(user: User, app_env: Path, upstrea
         await user.should_see("Rivers and lakes", retries=30)
     with opened_store(app_env) as store:
         assert store.get_conversation(1).title == "Rivers and lakes"
+    await user.should_see(marker="conversation-heading", content="Rivers and lakes")
     with user.scope(marker="conversation-list"):
         user.find(marker="delete-conversation").click()
     await user.should_see("This cannot be undone")
@@ -174,10 +174,7 @@ async def test_refresh_shows_the_same_conversation_and_reattaches_to_live_answer
 async def test_settings_change_system_prompt_model_and_temperature(
     user: User, app_env: Path, upstream: FakeUpstream
 ) -> None:
-    await user.open("/")
-    await send(user, "hi")
-    await wait_for(lambda: stored_path(app_env) and stored_path(app_env)[-1].status == Status.complete)
-    await user.open("/c/1")
+    await start_conversation(user, app_env, "hi")
     user.find(marker="settings").click()
     await user.should_see(marker="system-prompt")
     user.find(marker="system-prompt").type("Answer like a pirate.")
@@ -200,11 +197,8 @@ async def test_settings_change_system_prompt_model_and_temperature(
 
 
 async def test_error_state_is_shown_with_retry(user: User, app_env: Path, upstream: FakeUpstream) -> None:
-    await user.open("/")
     upstream.script = Script(tokens=10, drop_after=3)
-    await send(user, "hi")
-    await wait_for(lambda: stored_path(app_env) and stored_path(app_env)[-1].status == Status.error)
-    await user.open("/c/1")
+    await start_conversation(user, app_env, "hi", Status.error)
     await user.should_see("broke in the middle of the answer")
     await user.should_see(upstream.expected_text(3).strip())
     upstream.script = Script(pieces=["recovered"])
@@ -217,3 +211,24 @@ async def test_unknown_conversation_says_so(user: User) -> None:
     await user.open("/c/999")
     await user.should_see("This conversation does not exist")
     assert ui  # the page rendered without errors
+
+
+async def test_reopened_page_attaches_to_live_answer_and_delete_stops_it(
+    user: User, app_env: Path, upstream: FakeUpstream
+) -> None:
+    upstream.script = Script(pieces=["ready"])
+    await start_conversation(user, app_env, "hello")
+    upstream.script = Script(tokens=400, rate=40)
+    await send(user, "a long one")
+    await wait_for(lambda: len(stored_path(app_env)) == 4)
+    await user.open("/c/1")  # a second page on the same conversation attaches to the live answer
+    await user.should_see(FakeUpstream.token(8).strip(), retries=100)
+    await user.should_see(marker="stop")
+    with user.scope(marker="conversation-list"):
+        user.find(marker="delete-conversation").click()
+    await user.should_see("This cannot be undone")
+    user.find(marker="confirm-delete").click()
+    await user.should_see("Ask anything", retries=50)
+    assert not _conversations(app_env)
+    record = upstream.streams[-1]
+    assert await record.wait_ended(2.0) and record.client_disconnected  # deleting stopped the generation

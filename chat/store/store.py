@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -21,6 +21,7 @@ from .models import Conversation, Message, Role, Status, utcnow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
+T = TypeVar("T", Conversation, Message)
 
 
 class NotFound(LookupError):
@@ -104,17 +105,13 @@ class Store:
     def get_conversation(self, conversation_id: int) -> Conversation:
         """The conversation with this id. Raises NotFound."""
         with self._session() as session:
-            conversation = session.get(Conversation, conversation_id)
-            if conversation is None:
-                raise NotFound(f"conversation {conversation_id} not found")
+            conversation = _require(session, Conversation, conversation_id)
             return conversation
 
     def update_conversation(self, conversation_id: int, **fields: Any) -> Conversation:
         """Set some of a conversation's columns (title, system_prompt, model, temperature). Raises NotFound."""
         with self._session() as session:
-            conversation = session.get(Conversation, conversation_id)
-            if conversation is None:
-                raise NotFound(f"conversation {conversation_id} not found")
+            conversation = _require(session, Conversation, conversation_id)
             for name, value in fields.items():
                 setattr(conversation, name, value)
             conversation.updated_at = utcnow()
@@ -125,9 +122,7 @@ class Store:
     def delete_conversation(self, conversation_id: int) -> None:
         """Delete a conversation and all its messages. Raises NotFound."""
         with self._session() as session:
-            conversation = session.get(Conversation, conversation_id)
-            if conversation is None:
-                raise NotFound(f"conversation {conversation_id} not found")
+            conversation = _require(session, Conversation, conversation_id)
             session.delete(conversation)
             session.commit()
 
@@ -136,9 +131,7 @@ class Store:
     def get_message(self, message_id: int) -> Message:
         """The message with this id. Raises NotFound."""
         with self._session() as session:
-            message = session.get(Message, message_id)
-            if message is None:
-                raise NotFound(f"message {message_id} not found")
+            message = _require(session, Message, message_id)
             return message
 
     def messages(self, conversation_id: int) -> list[Message]:
@@ -172,9 +165,7 @@ class Store:
             NotFound: no such conversation.
         """
         with self._session() as session:
-            conversation = session.get(Conversation, conversation_id)
-            if conversation is None:
-                raise NotFound(f"conversation {conversation_id} not found")
+            conversation = _require(session, Conversation, conversation_id)
             path = selected_path(session.exec(select(Message).where(Message.conversation_id == conversation_id)))
             user = Message(
                 conversation_id=conversation_id,
@@ -206,9 +197,7 @@ class Store:
             ValueError: the message is not an assistant message.
         """
         with self._session() as session:
-            original = session.get(Message, message_id)
-            if original is None:
-                raise NotFound(f"message {message_id} not found")
+            original = _require(session, Message, message_id)
             if original.role != Role.assistant:
                 raise ValueError("only an assistant message can be regenerated")
             self._unselect_siblings(session, original)
@@ -228,9 +217,7 @@ class Store:
     def select_variant(self, message_id: int) -> Message:
         """Make this message the shown one among its siblings. Raises NotFound."""
         with self._session() as session:
-            message = session.get(Message, message_id)
-            if message is None:
-                raise NotFound(f"message {message_id} not found")
+            message = _require(session, Message, message_id)
             self._unselect_siblings(session, message)
             message.selected = True
             session.add(message)
@@ -258,9 +245,7 @@ class Store:
             NotFound: no such message.
         """
         with self._session() as session:
-            message = session.get(Message, message_id)
-            if message is None:
-                raise NotFound(f"message {message_id} not found")
+            message = _require(session, Message, message_id)
             for name, value in fields.items():
                 setattr(message, name, value)
             session.add(message)
@@ -305,6 +290,14 @@ class Store:
     @staticmethod
     def _touch(session: Session, conversation_id: int) -> None:
         session.execute(update(Conversation).where(col(Conversation.id) == conversation_id).values(updated_at=utcnow()))
+
+
+def _require(session: Session, table: type[T], key: int) -> T:
+    """The row of ``table`` with primary key ``key``. Raises NotFound."""
+    row = session.get(table, key)
+    if row is None:
+        raise NotFound(f"{table.__name__.lower()} {key} not found")
+    return row
 
 
 def selected_path(messages: Iterable[Message]) -> list[Message]:

@@ -103,16 +103,20 @@ class ChatView:
     # -- messages --------------------------------------------------------------------------------
 
     def _on_change(self, change: Change) -> None:
-        if change.conversation_id != self.conversation_id:
-            return
-        if change.kind == "deleted":
-            ui.navigate.to("/")
-        elif change.kind in {"message", "finished"}:
-            background_tasks.create(self._sync_later(), name="chat-view-sync")
+        # Called synchronously inside whichever tab or task made the change: act later, in this page's own context.
+        if change.conversation_id == self.conversation_id and change.kind in {"message", "finished", "deleted"}:
+            background_tasks.create(self._apply(change), name="chat-view-change")
 
-    async def _sync_later(self) -> None:
-        if not self.column.is_deleted:
-            self.sync()
+    async def _apply(self, change: Change) -> None:
+        if self.column.is_deleted:
+            return
+        with self.column:
+            try:
+                if change.kind == "deleted":
+                    raise NotFound(change.conversation_id)
+                self.sync()
+            except NotFound:  # deleted here or in another tab: nothing left to show
+                ui.navigate.to("/")
 
     def sync(self) -> None:
         """Make the page show the stored path: keep the views that match, rebuild from the first that differs."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from nicegui import ui
 
-from ..engine import Engine
+from ..engine import Change, Engine
 from ..store import NotFound, Store
 from .chat_view import ChatView, show_error
 from .conversation_list import ConversationList
@@ -44,8 +46,15 @@ def layout(engine: Engine, store: Store, conversation_id: int | None, list_model
         ConversationList(engine, store, conversation_id)
     with ui.header().classes("bg-white text-grey-9 items-center shadow-sm py-1"):
         ui.button(icon="menu", on_click=drawer.toggle).props("flat round")
-        ui.label(title).classes("text-base font-medium truncate flex-grow").mark("conversation-heading")
+        heading = ui.label(title).classes("text-base font-medium truncate flex-grow").mark("conversation-heading")
         if conversation_id is not None:
+
+            def follow_title(change: Change) -> None:
+                if change.conversation_id == conversation_id and change.kind == "updated" and not heading.is_deleted:
+                    with contextlib.suppress(NotFound):
+                        heading.set_text(store.get_conversation(conversation_id).title)
+
+            ui.context.client.on_delete(engine.watch(follow_title))
 
             async def settings() -> None:
                 try:
