@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     max_tokens: int | None = Field(
         None,
         ge=1,
-        description="Most tokens per answer (default: 1024 for the embedded model, else the upstream's limit).",
+        description="Most tokens per answer (default: 512 for the embedded model, else the upstream's limit).",
     )
     checkpoint_interval: float = Field(
         0.5,

@@ -17,7 +17,7 @@ from .ui.pages import register_pages
 log = logging.getLogger("parley")
 
 #: Most tokens per answer of the embedded base model, which otherwise may ramble until its context is full.
-EMBEDDED_MAX_TOKENS = 1024
+EMBEDDED_MAX_TOKENS = 512
 
 #: Preferred default among an upstream's models when none is configured.
 PREFERRED_MODELS = ("gpt-4o-mini", "gpt-4.1-mini")
@@ -49,7 +49,9 @@ def build_services(settings: Settings) -> Services:
 
         async def ready() -> None:
             await server.wait_ready()
-            provider.client.base_url = server.base_url  # the port is chosen when the server (re)starts
+            # the port is chosen when the server (re)starts
+            provider.base_url = server.base_url
+            provider.client.base_url = server.base_url
 
         provider = Provider(
             embedded.base_url,

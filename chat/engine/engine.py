@@ -187,9 +187,8 @@ class Engine:
         conversation = self.store.get_conversation(conversation_id)
         temperature = conversation.temperature if temperature is None else temperature
         model = model or self.model_for(conversation.model)
-        first = not self.store.path(conversation_id)
         user, assistant = self.store.add_exchange(conversation_id, content, model=model, temperature=temperature)
-        if first and conversation.title == DEFAULT_TITLE:
+        if user.parent_id is None and conversation.title == DEFAULT_TITLE:  # the first message names the chat
             self.store.update_conversation(conversation_id, title=make_title(content))
             self.notify(conversation_id, "updated")
         self._start(assistant, conversation.system_prompt)
