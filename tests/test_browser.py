@@ -84,3 +84,23 @@ def test_answer_is_still_there_after_restarting_the_app(tmp_path: Path, upstream
             page.goto(url + "/c/1")
             expect(page.locator(".parley-user-message")).to_have_text("Where do rivers go?")
             expect(page.locator(".parley-message-body").last).to_contain_text("Rivers flow to the sea.")
+
+
+NEAR_BOTTOM = "() => window.innerHeight + window.scrollY >= document.scrollingElement.scrollHeight - 100"
+
+
+def test_page_follows_a_growing_answer_and_opens_at_the_newest_message(app_url: str, upstream: FakeUpstream) -> None:
+    upstream.script = Script(pieces=[f"Paragraph {i}.\n\n" for i in range(120)], rate=60)
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1000, "height": 600})
+        page.goto(app_url + "/")
+        page.get_by_placeholder("Message Parley").fill("Many paragraphs, please.")
+        page.keyboard.press("Enter")
+        page.wait_for_url("**/c/1")
+        expect(page.locator(".parley-message-body").last).to_contain_text("Paragraph 60.", timeout=10_000)
+        assert page.evaluate("() => window.scrollY") > 500, "the page should have scrolled with the answer"
+        assert page.evaluate(NEAR_BOTTOM)
+        expect(page.locator(".parley-message-footer").last).to_contain_text("fake-model", timeout=10_000)
+        page.goto(app_url + "/c/1")
+        expect(page.locator(".parley-message-body").last).to_contain_text("Paragraph 119.")
+        page.wait_for_function(NEAR_BOTTOM, timeout=5_000)  # opened at the newest message

@@ -134,6 +134,8 @@ class ChatView:
         for message in messages:
             siblings.setdefault(message.parent_id, []).append(message)
         temperature = self.store.get_conversation(self.conversation_id).temperature
+        if len(path) > keep:
+            self.scroll_to_bottom()
         with self.column:
             for message in path[keep:]:
                 view = MessageView(
@@ -146,6 +148,12 @@ class ChatView:
                 )
                 self.views.append(view)
         self._update_composer()
+
+    def scroll_to_bottom(self) -> None:
+        """Show the newest message (after the browser has rendered the Markdown of the new ones)."""
+        self.column.client.run_javascript(
+            "setTimeout(() => window.scrollTo({top: document.scrollingElement.scrollHeight}), 200)"
+        )
 
     def _detach_all(self) -> None:
         for view in self.views:

@@ -42,7 +42,7 @@ def layout(engine: Engine, store: Store, conversation_id: int | None, list_model
             ui.link("Start a new chat", "/")
             return
     ui.page_title(f"{title} · Parley")
-    with ui.left_drawer(value=True).classes("bg-grey-1").props("width=280 bordered") as drawer:
+    with ui.left_drawer(value=None).classes("bg-grey-1").props("width=280 bordered") as drawer:
         ConversationList(engine, store, conversation_id)
     with ui.header().classes("bg-white text-grey-9 items-center shadow-sm py-1"):
         ui.button(icon="menu", on_click=drawer.toggle).props("flat round")

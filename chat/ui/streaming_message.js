@@ -72,6 +72,11 @@ md.renderer.rules.image = (tokens, idx, options, env, self) => {
   return `<a href="${esc(src)}" class="parley-image-link"><span class="parley-image-label">Image:</span> ${esc(alt)}</a>`;
 };
 
+/** True when the page is scrolled to (within 80 px of) its bottom. */
+function nearBottom() {
+  return window.innerHeight + window.scrollY >= document.scrollingElement.scrollHeight - 80;
+}
+
 /** Render Markdown to one HTML string per top-level block, so unchanged blocks can be recognised and kept. */
 function renderBlocks(src) {
   const env = {};
@@ -238,7 +243,9 @@ export default {
       } finally {
         autoDetect = false;
       }
+      const pinned = this.streaming && nearBottom(); // follow the answer only if the reader is following it
       this.patch(container, blocks);
+      if (pinned) window.scrollTo({ top: document.scrollingElement.scrollHeight });
       const cost = performance.now() - start;
       this.notBefore = cost > 8 ? performance.now() + 2 * cost : 0;
     },
