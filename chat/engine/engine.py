@@ -141,9 +141,7 @@ class Engine:
 
     async def delete_conversation(self, conversation_id: int) -> None:
         """Stop its running answer, if any, then delete the conversation. Raises NotFound."""
-        for generation in list(self.generations.values()):
-            if generation.conversation_id == conversation_id:
-                await self.cancel(generation.message_id)
+        await self.cancel_conversation(conversation_id)
         self.store.delete_conversation(conversation_id)
         self.notify(conversation_id, "deleted")
 
@@ -239,6 +237,11 @@ class Engine:
         with contextlib.suppress(BaseException):
             await generation.wait()
         return True
+
+    async def cancel_conversation(self, conversation_id: int) -> bool:
+        """Stop the answer running in a conversation, if any (see ``cancel``); True when one was running."""
+        running = [g.message_id for g in self.generations.values() if g.conversation_id == conversation_id]
+        return any([await self.cancel(message_id) for message_id in running])
 
     def request_messages(self, assistant: Message, system_prompt: str) -> list[dict[str, str]]:
         """The chat completion messages for an answer: the system prompt, then the turns before it.

@@ -95,9 +95,8 @@ class ChatView:
 
     async def stop(self) -> None:
         """Stop the answer streaming in this conversation."""
-        for generation in list(self.engine.generations.values()):
-            if generation.conversation_id == self.conversation_id:
-                await self.engine.cancel(generation.message_id)
+        if self.conversation_id is not None:
+            await self.engine.cancel_conversation(self.conversation_id)
         self._update_composer()
 
     # -- messages --------------------------------------------------------------------------------
