@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -97,23 +97,6 @@ class Generation:
                 self._subscribers.remove(subscriber)
 
         return self.text, unsubscribe
-
-    async def events(self) -> AsyncIterator[Event]:
-        """Iterate the events after now until Finished (included). For consumers that need a queue."""
-        queue: asyncio.Queue[Event] = asyncio.Queue()
-        if self.done:
-            assert self.result is not None
-            yield Finished(self.result)
-            return
-        _, unsubscribe = self.subscribe(queue.put_nowait)
-        try:
-            while True:
-                event = await queue.get()
-                yield event
-                if isinstance(event, Finished):
-                    return
-        finally:
-            unsubscribe()
 
     async def wait(self) -> Message:
         """Wait for the answer to end; return the stored message."""

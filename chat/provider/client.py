@@ -143,10 +143,6 @@ class Provider:
         except Exception as error:
             raise self.describe(error, "", streamed=False) from error
 
-    def busy(self) -> bool:
-        """True when a new answer would have to wait for another to finish."""
-        return self._slots is not None and self._slots.locked()
-
     async def stream_chat_completion(
         self,
         messages: list[dict[str, str]],
