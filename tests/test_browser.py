@@ -80,7 +80,9 @@ def test_answer_is_still_there_after_restarting_the_app(tmp_path: Path, upstream
             page.keyboard.press("Enter")
             page.wait_for_url("**/c/1")
             expect(page.locator(".parley-message-footer").last).to_contain_text("fake-model", timeout=10_000)
+            page.close()  # an open tab would reload itself when the new server comes up, racing our own navigation
         with serve(tmp_path, upstream, port):  # a new process on the same data folder
+            page = browser.new_page()
             page.goto(url + "/c/1")
             expect(page.locator(".parley-user-message")).to_have_text("Where do rivers go?")
             expect(page.locator(".parley-message-body").last).to_contain_text("Rivers flow to the sea.")
