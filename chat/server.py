@@ -49,9 +49,7 @@ def build_services(settings: Settings) -> Services:
 
         async def ready() -> None:
             await server.wait_ready()
-            # the port is chosen when the server (re)starts
-            provider.base_url = server.base_url
-            provider.client.base_url = server.base_url
+            provider.base_url = server.base_url  # the port is chosen when the server (re)starts
 
         provider = Provider(
             embedded.base_url,

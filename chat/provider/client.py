@@ -116,7 +116,6 @@ class Provider:
         max_tokens: int | None = None,
         ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        self.base_url = base_url
         self.read_timeout = read_timeout
         self.client = openai.AsyncOpenAI(
             base_url=base_url,
@@ -128,6 +127,15 @@ class Provider:
         self.max_tokens = max_tokens
         self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         self._usage_in_stream = True  # cleared when the server rejects stream_options
+
+    @property
+    def base_url(self) -> str:
+        """The upstream's base URL (the SDK client's, the one requests go to)."""
+        return str(self.client.base_url)
+
+    @base_url.setter
+    def base_url(self, url: str) -> None:
+        self.client.base_url = url
 
     def describe(self, error: BaseException, model: str, *, streamed: bool) -> ProviderError:
         """Map an exception from the SDK to a ProviderError (see ``errors.describe``)."""
