@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from nicegui import app, ui
 
+from .api import register_api
 from .config import EMBEDDED_MODEL, Settings
 from .engine import Engine
 from .provider import EmbeddedModelServer, Provider, ProviderError
@@ -119,6 +120,7 @@ def setup(settings: Settings) -> Services:
     app.on_startup(startup)
     app.on_shutdown(shutdown)
     register_pages(services.engine, services.store, services.provider.models)
+    register_api(app, services.engine, services.store)
     return services
 
 

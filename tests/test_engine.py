@@ -245,3 +245,44 @@ async def test_one_at_a_time_upstream_queues_the_second_answer(store: Store, ups
     assert done_first.status == done_second.status == Status.complete
     assert done_second.content == upstream.expected_text()
     await provider.close()
+
+
+async def test_follow_from_an_offset_live_slow_consumer_and_stored(
+    engine: Engine, store: Store, upstream: FakeUpstream
+) -> None:
+    upstream.script = Script(tokens=40, rate=200)
+    conversation_id = engine.create_conversation()
+    _, assistant = await engine.send(conversation_id, "go")
+
+    async def collect(offset: int, pause: float = 0.0) -> list:
+        events = []
+        async for event in engine.follow(assistant.id, offset):
+            events.append(event)
+            await asyncio.sleep(pause)  # a slow consumer (a socket that is busy) gets joined deltas
+        return events
+
+    fast, slow = await asyncio.gather(collect(0), collect(0, pause=0.05))
+    late = await collect(7)  # the answer is stored by now
+    expected = upstream.expected_text()
+    for events in (fast, slow):
+        assert isinstance(events[-1], Finished) and events[-1].message.status == Status.complete
+        assert "".join(e.text for e in events if isinstance(e, Delta)) == expected
+    assert isinstance(fast[0], PhaseChanged)  # no text yet when it started following: the phase comes first
+    assert len([e for e in slow if isinstance(e, Delta)]) < len([e for e in fast if isinstance(e, Delta)])
+    assert [type(e) for e in late] == [Delta, Finished] and late[0].text == expected[7:]
+    assert [type(e) for e in await collect(len(expected))] == [Finished]
+
+
+async def test_database_writes_per_answer_are_one_plus_checkpoints_plus_one(
+    engine: Engine, store: Store, upstream: FakeUpstream
+) -> None:
+    upstream.script = Script(tokens=40, rate=50)  # about 0.8 s at a checkpoint interval of 0.2 s
+    conversation_id = engine.create_conversation()
+    before, checkpoints = store.writes, engine.checkpoints
+    _, assistant = await engine.send(conversation_id, "first message names the conversation")
+    message = await engine.live(assistant.id).wait()
+    checkpoints = engine.checkpoints - checkpoints
+    assert 2 <= checkpoints <= 1 + message.duration / 0.2
+    # the exchange and the title in one transaction, the checkpoints, the final write: nothing per token
+    assert store.writes - before == 1 + checkpoints + 1
+    assert store.get_conversation(conversation_id).title == "first message names the conversation"

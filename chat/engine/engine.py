@@ -12,12 +12,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from ..provider import ChatStream, Provider, ProviderError
 from ..store import Message, NotFound, Role, Status, Store
-from .generation import Generation, Phase
+from .generation import Delta, Event, Finished, Generation, Phase
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,33 @@ class Engine:
         """The running generation of this message, or None when it is not streaming."""
         return self.generations.get(message_id)
 
+    async def follow(self, message_id: int, offset: int = 0) -> AsyncIterator[Event]:
+        """Follow an assistant message from character ``offset`` on, live or stored: the one source for every stream
+        a view serves (the page's per-answer WebSocket, the HTTP API's SSE).
+
+        Yields, in order: ``PhaseChanged`` (a live answer with no text yet: loading, queued, thinking), a ``Delta``
+        with the text from ``offset`` to what exists now (when there is any), then each later ``PhaseChanged`` and
+        ``Delta`` as the answer grows, and last ``Finished`` with the stored message (see ``Generation.follow``).
+        A stored (finished) message yields its remaining text and ``Finished``.
+
+        Args:
+            message_id: the assistant message.
+            offset: how many characters (Python ``str`` code points, not bytes or UTF-16 units) the consumer
+                already has; clamped to the text's length.
+
+        Raises:
+            NotFound: no such message.
+        """
+        generation = self.generations.get(message_id)
+        if generation is not None:
+            async for event in generation.follow(offset):
+                yield event
+            return
+        message = await asyncio.to_thread(self.store.get_message, message_id)
+        if len(message.content) > offset:
+            yield Delta(message.content[offset:])
+        yield Finished(message)
+
     def model_for(self, conversation_model: str | None) -> str:
         """The model an answer uses: the conversation's, else the default."""
         return conversation_model or self.default_model
@@ -185,9 +212,11 @@ class Engine:
         conversation = self.store.get_conversation(conversation_id)
         temperature = conversation.temperature if temperature is None else temperature
         model = model or self.model_for(conversation.model)
-        user, assistant = self.store.add_exchange(conversation_id, content, model=model, temperature=temperature)
-        if user.parent_id is None and conversation.title == DEFAULT_TITLE:  # the first message names the chat
-            self.store.update_conversation(conversation_id, title=make_title(content))
+        first_title = make_title(content) if conversation.title == DEFAULT_TITLE else None  # the first message names it
+        user, assistant = self.store.add_exchange(
+            conversation_id, content, model=model, temperature=temperature, first_title=first_title
+        )
+        if user.parent_id is None and first_title is not None:
             self.notify(conversation_id, "updated")
         self._start(assistant, conversation.system_prompt)
         self.notify(conversation_id, "message")

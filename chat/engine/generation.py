@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -97,6 +98,52 @@ class Generation:
                 self._subscribers.remove(subscriber)
 
         return self.text, unsubscribe
+
+    async def follow(self, offset: int = 0) -> AsyncIterator[Event]:
+        """Iterate over this answer from character ``offset`` on, until it ends.
+
+        Yields ``PhaseChanged`` first when there is no text yet (loading, queued, thinking), then a ``Delta`` with the
+        text after ``offset`` that exists now (if any), then every later event, ``Finished`` last. Deltas that queue
+        up while the consumer is busy (e.g. sending to a slow socket) are joined into one, so a slow consumer gets
+        fewer, larger deltas and is never more than one step behind.
+
+        Args:
+            offset: characters (``str`` code points) the consumer already has; beyond the text so far means none.
+        """
+        if self.done:
+            assert self.result is not None
+            if len(self.result.content) > offset:
+                yield Delta(self.result.content[offset:])
+            yield Finished(self.result)
+            return
+        pending: deque[Event] = deque()
+        arrived = asyncio.Event()
+
+        def receive(event: Event) -> None:
+            pending.append(event)
+            arrived.set()
+
+        text, unsubscribe = self.subscribe(receive)
+        try:
+            if self.phase != Phase.streaming and not text:
+                yield PhaseChanged(self.phase)
+            if len(text) > offset:
+                yield Delta(text[offset:])
+            while True:
+                while not pending:
+                    arrived.clear()
+                    await arrived.wait()
+                event = pending.popleft()
+                if isinstance(event, Delta) and pending and isinstance(pending[0], Delta):
+                    parts = [event.text]
+                    while pending and isinstance(pending[0], Delta):
+                        parts.append(pending.popleft().text)  # type: ignore[union-attr]
+                    event = Delta("".join(parts))
+                yield event
+                if isinstance(event, Finished):
+                    return
+        finally:
+            unsubscribe()
 
     async def wait(self) -> Message:
         """Wait for the answer to end; return the stored message."""

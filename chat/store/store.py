@@ -74,6 +74,12 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = open_engine(url)
+        self.writes = 0
+        """Write transactions committed since this Store was created (reads never commit)."""
+        event.listen(self.engine, "commit", self._count_write)
+
+    def _count_write(self, _connection: Any) -> None:
+        self.writes += 1
 
     def migrate(self) -> None:
         """Upgrade the database schema to the newest Alembic revision (creates it when empty)."""
@@ -154,9 +160,17 @@ class Store:
             return list(session.exec(query.order_by(col(Message.id))))
 
     def add_exchange(
-        self, conversation_id: int, content: str, *, model: str | None, temperature: float | None
+        self,
+        conversation_id: int,
+        content: str,
+        *,
+        model: str | None,
+        temperature: float | None,
+        first_title: str | None = None,
     ) -> tuple[Message, Message]:
-        """Store a user message at the end of the shown path and an empty assistant answer to it.
+        """Store a user message at the end of the shown path and an empty assistant answer to it, in one transaction.
+
+        ``first_title``, when given, becomes the conversation's title if this is its first message.
 
         Returns:
             ``(user_message, assistant_message)``; the assistant message has status ``streaming``.
@@ -184,6 +198,8 @@ class Store:
                 temperature=temperature,
             )
             session.add(assistant)
+            if first_title is not None and not path:
+                conversation.title = first_title
             conversation.updated_at = utcnow()
             session.add(conversation)
             session.commit()

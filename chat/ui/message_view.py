@@ -1,18 +1,20 @@
 """One message on the page: a user bubble, or an assistant answer with its footer
 (status, Retry, variant navigation ‹ 2/3 ›, Regenerate at a chosen temperature, copy, details).
 
-A live answer subscribes to its generation: each delta goes to the browser once
-(``StreamingMessage.append``); when it ends, one final render and a new footer.
+A live answer's text goes to the browser through the answer's own stream (``chat/api/stream.py``), never through
+this view: the view only waits for the answer to end, then records the final text and builds the footer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from nicegui import ui
+from nicegui import background_tasks, ui
 
-from ..engine import Delta, Engine, Finished, PhaseChanged
+from ..api.stream import stream_path
+from ..engine import Engine, Generation
 from ..store import Message, Role, Status
 from .streaming_message import StreamingMessage
 
@@ -72,7 +74,7 @@ class MessageView(ui.column):
         self.default_temperature = default_temperature
         self.on_error = on_error
         self.on_finished = on_finished
-        self._unsubscribe: Callable[[], None] | None = None
+        self._waiter: asyncio.Task[None] | None = None
         self.body: StreamingMessage | None = None
         self.classes("w-full gap-1").mark(f"message-{message.id}")
         if message.role == Role.user:
@@ -91,14 +93,19 @@ class MessageView(ui.column):
         generation = self.engine.live(self.message_id)
         with self:
             if generation is not None:
-                text, self._unsubscribe = generation.subscribe(self._on_event)
-                self.body = StreamingMessage(text, streaming=True, phase=generation.phase.value)
+                self.body = StreamingMessage(
+                    generation.text,
+                    stream=stream_path(self.message_id),
+                    phase=generation.phase.value,
+                    live_text=lambda: generation.text,
+                )
             else:
                 self.body = StreamingMessage(self.message.content)
             self.body.classes("w-full").mark("assistant-message")
             self.footer = ui.row().classes("items-center gap-1 text-grey-7 parley-message-footer")
         self._build_footer(streaming=generation is not None)
-        if self._unsubscribe is not None:
+        if generation is not None:
+            self._waiter = background_tasks.create(self._wait_for_end(generation), name="message-view-wait")
             self.client.on_delete(self.detach)
 
     def shows(self, message: Message) -> bool:
@@ -106,25 +113,20 @@ class MessageView(ui.column):
         return self.message_id == message.id and self.message.status == message.status
 
     def detach(self) -> None:
-        """Stop receiving the live answer's events (the tab went away or the view is replaced)."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        """Stop waiting for the live answer to end (the tab went away or the view is replaced)."""
+        if self._waiter is not None:
+            self._waiter.cancel()
+            self._waiter = None
 
-    def _on_event(self, event: Delta | PhaseChanged | Finished) -> None:
-        assert self.body is not None
-        if isinstance(event, Delta):
-            self.body.append(event.text)
-        elif isinstance(event, PhaseChanged):
-            self.body.set_phase(event.phase.value)
-        elif isinstance(event, Finished):
-            self._unsubscribe = None
-            self.message = event.message
-            if self.is_deleted:
-                return
-            self.body.finish(event.message.content)
-            self._build_footer(streaming=False)
-            self.on_finished()
+    async def _wait_for_end(self, generation: Generation) -> None:
+        message = await generation.wait()
+        self._waiter = None
+        self.message = message
+        if self.is_deleted or self.body is None:
+            return
+        self.body.finished(message.content)
+        self._build_footer(streaming=False)
+        self.on_finished()
 
     def _build_footer(self, *, streaming: bool) -> None:
         self.footer.clear()

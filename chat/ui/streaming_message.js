@@ -1,11 +1,16 @@
 // StreamingMessage: a chat message whose Markdown is rendered in the browser.
 //
-// The server sends every text delta once (`append`), the browser keeps the growing text in its own buffer and
-// re-renders it at most once per animation frame. Only a *change* of the `text` prop (first mount, `finish()`)
-// replaces the buffer, so an unrelated update of the element (e.g. a class change) never loses streamed text.
+// A live answer follows its own WebSocket (chat/api/stream.py): text frames carry only the answer's text, binary
+// frames a rare JSON control message ({phase} before the first text, {end} once the answer is stored). The browser
+// counts the characters (code points) it has, so after a lost connection it reconnects with `?offset=` and gets
+// every character exactly once. Only a *change* of the `text` prop (first mount, a later full update) replaces the
+// buffer, so an unrelated update of the element (e.g. a class change) never loses streamed text.
 //
 // Rendering: markdown-it (raw HTML off, one HTML string per top-level block) -> highlight.js for fenced code ->
-// DOMPurify and DOM insertion for the changed blocks only (unchanged leading blocks keep their DOM nodes).
+// DOMPurify and DOM insertion for the changed blocks only. While the answer streams, every block before the last
+// one is frozen: it is neither parsed nor rendered again, so the work per delta does not grow with the answer.
+// When the answer ends, one full render of the whole text replaces the streamed one (blocks whose HTML is
+// unchanged keep their DOM nodes), so the final page is exactly the render of the whole answer.
 // Everything in the text is untrusted (model output, user input).
 import MarkdownIt from "markdown-it";
 import hljs from "highlight";
@@ -30,6 +35,10 @@ const COPY_ICON =
   "4.22a.75.75 0 0 1 0 1.06l-7.25 7.25a.75.75 0 0 1-1.06 0L2.22 9.28a.751.751 0 0 1 .018-1.042.751.751 0 0 1 " +
   '1.042-.018L6 10.94l6.72-6.72a.75.75 0 0 1 1.06 0Z"/></svg>';
 
+const FRAME_MS = 16; // at most one render per display frame (60 Hz)
+const RECONNECT_MAX_MS = 5000;
+const CLOSE_NOT_FOUND = 4404;
+const decoder = new TextDecoder();
 const HIGHLIGHT_CACHE_SIZE = 200; // finished code blocks are re-rendered every frame while the answer streams
 const highlightCache = new Map();
 let autoDetect = false; // set around each (synchronous) render: no highlightAuto while streaming
@@ -77,19 +86,45 @@ function nearBottom() {
   return window.innerHeight + window.scrollY >= document.scrollingElement.scrollHeight - 80;
 }
 
-/** Render Markdown to one HTML string per top-level block, so unchanged blocks can be recognised and kept. */
+/**
+ * Render Markdown to one HTML string per top-level block, so unchanged blocks can be recognised and kept.
+ * Returns [{ html, line }], `line` being the 0-based source line where the block starts.
+ */
 function renderBlocks(src) {
   const env = {};
   const tokens = md.parse(src, env);
   const blocks = [];
   let start = 0;
+  const take = (end) => {
+    const html = md.renderer.render(tokens.slice(start, end), md.options, env);
+    if (html !== "") blocks.push({ html, line: tokens[start].map ? tokens[start].map[0] : 0 });
+    start = end;
+  };
   for (let i = 0; i < tokens.length; i++) {
-    if (tokens[i].level !== 0 || tokens[i].nesting > 0) continue; // not the end of a top-level block
-    blocks.push(md.renderer.render(tokens.slice(start, i + 1), md.options, env));
-    start = i + 1;
+    if (tokens[i].level === 0 && tokens[i].nesting <= 0) take(i + 1); // the end of a top-level block
   }
-  if (start < tokens.length) blocks.push(md.renderer.render(tokens.slice(start), md.options, env));
-  return blocks.filter((html) => html !== "");
+  if (start < tokens.length) take(tokens.length);
+  return blocks;
+}
+
+/** Index in `text` where its 0-based line `line` starts. */
+function lineStart(text, line) {
+  let index = 0;
+  for (let i = 0; i < line; i++) {
+    index = text.indexOf("\n", index) + 1;
+    if (index === 0) return text.length;
+  }
+  return index;
+}
+
+/** Number of Unicode code points in `text` (the stream's offsets count code points, as Python's len() does). */
+function codePoints(text) {
+  let count = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit >= 0xd800 && unit <= 0xdbff) count--; // the first half of a surrogate pair
+  }
+  return count;
 }
 
 function sanitize(html) {
@@ -145,8 +180,8 @@ async function copyText(text) {
 
 export default {
   template: `
-    <div :class="{ 'parley-streaming': streaming && hasText }" :aria-busy="streaming ? 'true' : 'false'">
-      <div v-if="streaming && !hasText" class="parley-thinking" role="status">
+    <div :class="{ 'parley-streaming': live && hasText }" :aria-busy="live ? 'true' : 'false'">
+      <div v-if="live && !hasText" class="parley-thinking" role="status">
         <span class="parley-dots" aria-hidden="true"><span></span><span></span><span></span></span>
         <span class="parley-thinking-label">{{ label }}</span>
       </div>
@@ -156,11 +191,12 @@ export default {
   props: {
     text: { type: String, default: "" },
     streaming: { type: Boolean, default: false },
+    stream: { type: String, default: "" },
     phase: { type: String, default: "" },
     resourcePath: { type: String, default: "" },
   },
   data() {
-    return { hasText: this.text.length > 0, currentPhase: this.phase };
+    return { hasText: this.text.length > 0, currentPhase: this.phase, live: this.streaming };
   },
   computed: {
     label() {
@@ -175,13 +211,22 @@ export default {
   created() {
     // not reactive on purpose: the buffer changes per delta, the template must not
     this.buffer = this.text;
+    this.received = codePoints(this.text); // characters of the answer this tab has: the stream's offset
     this.blocks = []; // what the content <div> shows: [{ html: block rendered by markdown-it, nodes: [DOM nodes] }]
+    this.frozenBlocks = 0; // while live: this.blocks[0 .. frozenBlocks) are final until the full render at the end
+    this.frozenAt = 0; // ... and they are the render of this.buffer[0 .. frozenAt)
     this.frame = 0;
     this.notBefore = 0;
+    this.lastRender = -Infinity;
     this.ready = false;
+    this.gone = false;
+    this.socket = null;
+    this.retries = 0;
+    this.retryTimer = 0;
     this.$watch(
       () => [this.text, this.streaming],
       ([text, streaming], [oldText, oldStreaming]) => {
+        if (oldStreaming && !streaming) this.live = false;
         if (text !== oldText || (oldStreaming && !streaming)) this.replace(text);
       },
     );
@@ -189,6 +234,7 @@ export default {
   async mounted() {
     this.$el.addEventListener("click", this.onClick);
     await this.$nextTick(); // wait for window.path_prefix to be set
+    this.connect(); // the stream's first frames may arrive while the styles load: they go to the buffer
     if (this.resourcePath) {
       const base = window.path_prefix + this.resourcePath;
       await Promise.all(STYLESHEETS.map((name) => loadResource(`${base}/${name}`))).catch((error) =>
@@ -199,28 +245,71 @@ export default {
     this.renderNow();
   },
   unmounted() {
+    this.gone = true;
     if (this.frame) cancelAnimationFrame(this.frame);
+    clearTimeout(this.retryTimer);
+    if (this.socket) this.socket.close();
     this.$el.removeEventListener("click", this.onClick);
   },
   methods: {
-    /** Append one streamed delta; renders at most once per animation frame. */
+    /** Open the answer's stream from the characters this tab already has; reconnects with backoff until it ends. */
+    connect() {
+      if (!this.live || !this.stream || this.socket || this.gone) return;
+      const url = new URL(window.path_prefix + this.stream, window.location.href);
+      url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+      url.searchParams.set("offset", String(this.received));
+      const socket = new WebSocket(url);
+      socket.binaryType = "arraybuffer";
+      this.socket = socket;
+      socket.onopen = () => {
+        this.retries = 0;
+      };
+      socket.onmessage = (event) => {
+        if (typeof event.data === "string") this.append(event.data);
+        else this.control(JSON.parse(decoder.decode(event.data)));
+      };
+      socket.onclose = (event) => {
+        this.socket = null;
+        if (!this.live || this.gone) return;
+        if (event.code === CLOSE_NOT_FOUND) return this.end(); // deleted meanwhile: keep what is shown
+        const delay = Math.min(RECONNECT_MAX_MS, 250 * 2 ** this.retries++);
+        this.retryTimer = setTimeout(() => this.connect(), delay);
+      };
+    },
+    /** A control message of the stream: a phase before the first text, or the end of the answer. */
+    control(message) {
+      if (message.phase) this.currentPhase = message.phase;
+      if (message.end) {
+        if (message.end.length !== this.received)
+          console.warn(`answer ended at ${message.end.length} characters, this tab has ${this.received}`);
+        this.end();
+      }
+    },
+    /** The answer is over: one full render of the whole text replaces the streamed one. */
+    end() {
+      this.live = false;
+      if (this.socket) this.socket.close();
+      this.renderNow();
+    },
+    /** Append one streamed delta; renders now, or in the next animation frame when this one already rendered. */
     append(delta) {
-      if (!this.streaming || !delta) return; // a delta that raced past finish() is already in the final text
+      if (!this.live || !delta) return; // a delta that raced past the end is already in the final text
       this.buffer += delta;
+      this.received += codePoints(delta);
       if (!this.hasText) this.hasText = true;
       this.scheduleRender();
     },
-    /** Show another label in the thinking indicator ('queued' or 'thinking'). */
-    setPhase(phase) {
-      this.currentPhase = phase;
-    },
     replace(text) {
       this.buffer = text;
+      this.received = codePoints(text);
       this.hasText = text.length > 0;
+      this.frozenBlocks = this.frozenAt = 0;
       this.renderNow();
     },
     scheduleRender() {
       if (this.frame) return;
+      const now = performance.now();
+      if (now >= this.notBefore && now - this.lastRender >= FRAME_MS) return this.renderNow(); // no lag to add
       this.frame = requestAnimationFrame(() => {
         this.frame = 0;
         if (performance.now() < this.notBefore)
@@ -236,29 +325,47 @@ export default {
       const container = this.$refs.content;
       if (!this.ready || !container) return; // mounted() renders once the styles are there
       const start = performance.now();
-      autoDetect = !this.streaming;
-      let blocks;
+      const pinned = this.live && nearBottom(); // follow the answer only if the reader is following it
+      if (this.live) this.renderTail(container);
+      else this.renderAll(container);
+      if (pinned) window.scrollTo({ top: document.scrollingElement.scrollHeight });
+      this.lastRender = performance.now();
+      const cost = this.lastRender - start;
+      this.notBefore = cost > 8 ? this.lastRender + 2 * cost : 0;
+    },
+    /** The whole text, highlighted with language detection: the final render. */
+    renderAll(container) {
+      autoDetect = true;
       try {
-        blocks = renderBlocks(this.buffer);
+        this.patch(container, renderBlocks(this.buffer), 0);
       } finally {
         autoDetect = false;
       }
-      const pinned = this.streaming && nearBottom(); // follow the answer only if the reader is following it
-      this.patch(container, blocks);
-      if (pinned) window.scrollTo({ top: document.scrollingElement.scrollHeight });
-      const cost = performance.now() - start;
-      this.notBefore = cost > 8 ? performance.now() + 2 * cost : 0;
+      this.frozenBlocks = this.frozenAt = 0;
     },
-    patch(container, blocks) {
-      // Keep the unchanged leading blocks (and with them selections, scroll positions, hovered copy buttons);
-      // only the changed tail is sanitized (the costliest step) and put into the DOM.
-      let same = 0;
-      while (same < blocks.length && same < this.blocks.length && this.blocks[same].html === blocks[same]) same++;
+    /** While streaming: only the text after the frozen blocks; then freeze every block but the (unfinished) last. */
+    renderTail(container) {
+      const tail = this.buffer.slice(this.frozenAt);
+      const blocks = renderBlocks(tail);
+      this.patch(container, blocks, this.frozenBlocks);
+      // markdown-it counts lines after normalizing "\r\n": only freeze when the line numbers are the tail's own
+      if (blocks.length > 1 && !tail.includes("\r")) {
+        this.frozenAt += lineStart(tail, blocks[blocks.length - 1].line);
+        this.frozenBlocks = this.blocks.length - 1;
+      }
+    },
+    /** Make this.blocks[from ..] show `blocks`, keeping the DOM of the leading ones whose HTML is unchanged. */
+    patch(container, blocks, from) {
+      // Unchanged blocks keep their DOM (and with it selections and hovered copy buttons); only the changed tail is
+      // sanitized (the costliest step) and put into the DOM.
+      let same = from;
+      while (same < this.blocks.length && same - from < blocks.length && this.blocks[same].html === blocks[same - from].html)
+        same++;
       for (const block of this.blocks.splice(same)) block.nodes.forEach((node) => node.remove());
-      for (let i = same; i < blocks.length; i++) {
-        const fragment = sanitize(blocks[i]);
+      for (let i = same - from; i < blocks.length; i++) {
+        const fragment = sanitize(blocks[i].html);
         fragment.querySelectorAll("pre").forEach(addCopyButton);
-        this.blocks.push({ html: blocks[i], nodes: Array.from(fragment.childNodes) });
+        this.blocks.push({ html: blocks[i].html, nodes: Array.from(fragment.childNodes) });
         container.appendChild(fragment);
       }
     },

@@ -1,12 +1,15 @@
 """A chat message whose Markdown is streamed to and rendered in the browser.
 
 NiceGUI's ``ui.markdown`` renders on the server and re-sends the whole HTML on every change, so streaming an answer
-of n characters costs O(n²) bytes. ``StreamingMessage`` sends every delta once; the browser appends it to its own
-buffer and renders the Markdown itself (markdown-it + highlight.js + DOMPurify, see ``streaming_message.js``).
+of n characters costs O(n²) bytes. ``StreamingMessage`` never sends the growing text through NiceGUI at all: the
+browser opens the answer's own WebSocket (``chat/api/stream.py``), whose frames carry only the answer's text, appends
+each piece to its buffer and renders the Markdown itself (markdown-it + highlight.js + DOMPurify, see
+``streaming_message.js``), re-rendering only the last, unfinished block while it streams.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from nicegui.element import Element
@@ -20,72 +23,57 @@ class StreamingMessage(
     dependencies=["static/vendor/markdown-it.esm.min.mjs", "static/vendor/highlight.min.js"],
     default_classes="parley-message-body",
 ):
-    """A chat message rendered as Markdown in the browser, fed one delta at a time.
+    """A chat message rendered as Markdown in the browser; a live one follows its answer's stream by itself.
 
-    Per delta the server does O(1) work and sends only the delta (``append``).
-    The growing text is never put into a prop while streaming; ``finish`` sends the final text once
-    and the browser replaces what it has streamed with one full render of it.
+    Per delta the server sends one WebSocket text frame holding the delta and nothing else; this element sends
+    nothing. When the stream ends the browser replaces the streamed render with one full render of the same text.
     """
 
-    def __init__(self, text: str = "", *, streaming: bool = False, phase: str = "") -> None:
+    def __init__(
+        self, text: str = "", *, stream: str | None = None, phase: str = "", live_text: Callable[[], str] | None = None
+    ) -> None:
         """Create a message.
 
         :param text: the text known now: a stored message, or the partial text of a live answer when a tab re-attaches
-        :param streaming: whether the answer is still being generated
-            (shows the thinking indicator while the text is empty, and a cursor after the text)
+        :param stream: for a live answer, the URL path of its stream (``chat.api.stream_path``); the browser follows
+            it from ``len(text)`` characters on. ``None`` for a finished message.
         :param phase: what the indicator says before the first delta: ``'queued'`` ("Queued — waiting for the
             model…"), ``'loading'`` ("Loading the model…"); anything else (``''``, ``'thinking'``) shows "Thinking…"
+        :param live_text: returns the live answer's text so far; only read when the server is asked what the message
+            shows (NiceGUI's simulated user in tests), never per delta
         """
         super().__init__()
-        self._parts: list[str] = [text] if text else []
+        self._live_text = live_text
         self._props["text"] = text
-        self._props["streaming"] = streaming
+        self._props["streaming"] = stream is not None
+        self._props["stream"] = stream or ""
         self._props["phase"] = phase
         self.add_resource(VENDOR)  # stylesheets, loaded once per page by the component
 
     @property
     def text(self) -> str:
-        """The whole text known server-side: the initial text plus all appended deltas."""
-        if len(self._parts) > 1:
-            self._parts[:] = ["".join(self._parts)]
-        return self._parts[0] if self._parts else ""
+        """The text the server knows: the stored text, or for a live answer the text so far (``live_text``)."""
+        if self._props["streaming"] and self._live_text is not None:
+            return self._live_text()
+        return self._props["text"]
 
     @property
     def streaming(self) -> bool:
         """Whether the answer is still being generated."""
         return bool(self._props["streaming"])
 
-    def append(self, delta: str) -> None:
-        """Send one delta of a streaming answer to the browser (fire-and-forget) and keep it server-side.
+    def finished(self, text: str) -> None:
+        """Record, server-side only, that the answer ended with ``text``; nothing is sent.
 
-        Deltas arriving after ``finish`` are ignored, here and in the browser: the final text is authoritative.
-
-        :param delta: the text to append
-        """
-        if not delta or not self._props["streaming"]:
-            return
-        self._parts.append(delta)
-        self.run_method("append", delta)
-
-    def finish(self, text: str) -> None:
-        """End the answer: the browser replaces the streamed text with one full render of ``text``.
+        The browser already has every character and has rendered it in full when the stream told it the answer
+        ended; a later update of this element (if any) carries ``text`` and re-renders the same content.
 
         :param text: the final text of the answer
         """
-        self._parts = [text] if text else []
         with self._props.suspend_updates():
             self._props["text"] = text
             self._props["streaming"] = False
-        self.update()  # exactly one update, even if neither prop changed
-
-    def set_phase(self, phase: str) -> None:
-        """Change what the indicator says before the first delta, without a full update of the element.
-
-        :param phase: ``'queued'``, ``'loading'``, ``'thinking'`` or ``''`` (see ``__init__``)
-        """
-        with self._props.suspend_updates():  # kept for later updates (e.g. a class change), not sent now
-            self._props["phase"] = phase
-        self.run_method("setPhase", phase)
+            self._props["stream"] = ""
 
     def _displayed_contents(self, *, only_visible: bool) -> list:
         return [self.text]
