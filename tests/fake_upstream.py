@@ -5,8 +5,26 @@ It runs Starlette on uvicorn in a daemon thread with its *own* asyncio event loo
 tests alike: the app under test keeps the pytest event loop to itself.
 
 What the next requests do is described by :class:`Script` (``fake.script``, mutable from the test); what happened is
-recorded in ``fake.requests`` (request bodies), ``fake.streams`` (one :class:`StreamRecord` per answered request) and
-``fake.log`` (wall-clock time of every content token written).
+recorded in ``fake.requests`` (request bodies), ``fake.streams`` (one :class:`StreamRecord` per answered request, with
+the wall-clock time it arrived and the time of each content token written) and ``fake.log`` (wall-clock time of every
+content token written, across requests).
+
+Control endpoints (for a fake running in another process) live under ``/_fake/``:
+
+* ``PUT /_fake/script`` -- body: a JSON object of :class:`Script` fields; the next requests use ``Script(**body)``
+  (fields left out take their defaults). Answers ``{"ok": true}``, or 400 for an unknown field or a non-object.
+* ``GET /_fake/streams?since=K`` -- the stream records from index ``K`` (default 0) as JSON, see
+  :meth:`StreamRecord.to_json`.
+* ``POST /_fake/reset`` -- like :meth:`FakeUpstream.reset`.
+
+Run in its own process (so it does not share a GIL with what is measured): ``python -m tests.fake_upstream --port P``
+(``--port 0`` picks a free port); it prints ``listening on http://127.0.0.1:PORT/v1`` on standard output once it
+accepts connections, and stops on SIGTERM / SIGINT. :class:`FakeUpstreamProcess` does all of that for you::
+
+    with FakeUpstreamProcess() as fake:
+        fake.set_script(Script(tokens=100, rate=50.0))
+        ...  # point the app at fake.base_url
+        record = fake.streams()[0]  # dict: received_at, written, tokens_sent, ...
 
 Example::
 
@@ -18,16 +36,24 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import copy
+import dataclasses
 import json
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -37,7 +63,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["FakeUpstream", "Script", "StreamRecord"]
+__all__ = ["FakeUpstream", "FakeUpstreamProcess", "Script", "StreamRecord"]
 
 _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),
@@ -109,6 +135,23 @@ class StreamRecord:
     """The client closed the connection before the server was done."""
     ended: threading.Event = field(default_factory=threading.Event)
     """Set when the server side of this response has ended, in any way."""
+    received_at: float = 0.0
+    """Wall-clock time (``time.time()``, seconds) at which the request reached the chat-completions handler."""
+    written: list[float] = field(default_factory=list)
+    """Wall-clock time (``time.time()``, seconds) at which each content token of *this* request was written."""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able snapshot: the fields above (times in seconds since the epoch) and ``ended`` as a bool."""
+        return {
+            "request": self.request,
+            "stream": self.stream,
+            "received_at": self.received_at,
+            "written": list(self.written),
+            "tokens_sent": self.tokens_sent,
+            "finished": self.finished,
+            "client_disconnected": self.client_disconnected,
+            "ended": self.ended.is_set(),
+        }
 
     async def wait_ended(self, timeout: float = 2.0) -> bool:
         """Wait (without blocking the calling event loop) up to ``timeout`` seconds for ``ended``; return it."""
@@ -252,8 +295,10 @@ class _ChatResponse(Response):
 
     def _sent(self, index: int) -> None:
         """Account for content token ``index`` having been written."""
+        now = time.time()
         self.record.tokens_sent += 1
-        self.fake.log.append((time.time(), index))
+        self.record.written.append(now)
+        self.fake.log.append((now, index))
 
     def _schedule(self, index: int, start: float) -> float:
         """Monotonic time at which token ``index`` is due: ``start + first_token_delay + index / rate``."""
@@ -398,6 +443,9 @@ class FakeUpstream:
             routes=[
                 Route("/v1/models", self._list_models, methods=["GET"]),
                 Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
+                Route("/_fake/script", self._put_script, methods=["PUT"]),
+                Route("/_fake/streams", self._get_streams, methods=["GET"]),
+                Route("/_fake/reset", self._post_reset, methods=["POST"]),
             ]
         )
 
@@ -410,13 +458,13 @@ class FakeUpstream:
             raise RuntimeError("FakeUpstream is not started")
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self, timeout: float = 10.0) -> FakeUpstream:
-        """Start serving on a free port in a daemon thread; return self once it accepts connections."""
+    def start(self, timeout: float = 10.0, port: int = 0) -> FakeUpstream:
+        """Start serving on ``port`` (0: a free one) in a daemon thread; return self once it accepts connections."""
         if self._thread is not None:
             return self
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", port))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._app,
@@ -532,6 +580,7 @@ class FakeUpstream:
         return JSONResponse({"object": "list", "data": data})
 
     async def _chat_completions(self, request: Request) -> Response:
+        received_at = time.time()
         if (denied := self._unauthorized(request)) is not None:
             return denied
         try:
@@ -551,6 +600,146 @@ class FakeUpstream:
                 seconds = script.retry_after
                 headers = {"retry-after": str(int(seconds)) if float(seconds).is_integer() else str(seconds)}
             return _error(script.status, script.error_message, headers=headers)
-        record = StreamRecord(request=body, stream=bool(body.get("stream")))
+        record = StreamRecord(request=body, stream=bool(body.get("stream")), received_at=received_at)
         self.streams.append(record)
         return _ChatResponse(self, script, record)
+
+    async def _put_script(self, request: Request) -> Response:
+        """``PUT /_fake/script``: replace the script by ``Script(**body)``."""
+        try:
+            fields = json.loads(await request.body())
+            if not isinstance(fields, dict):
+                raise TypeError("the script must be a JSON object")
+            self.script = Script(**fields)
+        except (ValueError, TypeError) as error:
+            return JSONResponse({"error": str(error)}, status_code=400)
+        return JSONResponse({"ok": True})
+
+    async def _get_streams(self, request: Request) -> Response:
+        """``GET /_fake/streams?since=K``: the stream records from index ``K`` on, as JSON."""
+        try:
+            since = int(request.query_params.get("since", "0"))
+        except ValueError:
+            return JSONResponse({"error": "since must be an integer"}, status_code=400)
+        return JSONResponse([record.to_json() for record in self.streams[since:]])
+
+    async def _post_reset(self, request: Request) -> Response:
+        """``POST /_fake/reset``: default script, no requests, streams or log."""
+        self.reset()
+        return JSONResponse({"ok": True})
+
+
+class FakeUpstreamProcess:
+    """A :class:`FakeUpstream` in a child process (``python -m tests.fake_upstream``), driven over its ``/_fake/`` API.
+
+    Use as a context manager or call :meth:`start` / :meth:`stop`. The child has its own interpreter and GIL, so a
+    benchmark's measurements of the app under test are not disturbed by the fake's work in the measuring process.
+    """
+
+    def __init__(self, models: Sequence[str] = ("fake-model",), api_key: str | None = None) -> None:
+        """``models``: ids served and accepted; ``api_key``: when set, other bearer tokens get 401."""
+        self.models = list(models)
+        self.api_key = api_key
+        self.process: subprocess.Popen[str] | None = None
+        """The child process while it runs."""
+        self.port: int | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL, ``"http://127.0.0.1:PORT/v1"``."""
+        if self.port is None:
+            raise RuntimeError("FakeUpstreamProcess is not started")
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        if self.process is None:
+            raise RuntimeError("FakeUpstreamProcess is not started")
+        return self.process.pid
+
+    def start(self, timeout: float = 30.0) -> FakeUpstreamProcess:
+        """Start the child on a free port; return self once it accepts connections (or raise RuntimeError)."""
+        if self.process is not None:
+            return self
+        argv = [sys.executable, "-m", "tests.fake_upstream", "--port", "0", "--models", ",".join(self.models)]
+        if self.api_key is not None:
+            argv += ["--api-key", self.api_key]
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = root + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else root
+        self.process = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE, text=True)
+        ready = threading.Event()
+        lines: list[str] = []
+
+        def read_banner() -> None:
+            assert self.process is not None and self.process.stdout is not None
+            lines.append(self.process.stdout.readline())
+            ready.set()
+
+        threading.Thread(target=read_banner, daemon=True).start()
+        if not ready.wait(timeout) or not lines[0].startswith("listening on "):
+            self.stop()
+            raise RuntimeError(f"fake upstream process did not start: {lines!r}")
+        self.port = int(lines[0].rsplit(":", 1)[1].split("/", 1)[0])
+        return self
+
+    def stop(self) -> None:
+        """Terminate the child (SIGTERM, then SIGKILL after 5 s) and wait for it (idempotent)."""
+        process, self.process, self.port = self.process, None, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+    def __enter__(self) -> FakeUpstreamProcess:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        """One request to the child's control API; returns the decoded JSON answer."""
+        data = None if body is None else json.dumps(body).encode()
+        url = f"http://127.0.0.1:{self.port}{path}"
+        request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def set_script(self, script: Script) -> None:
+        """Use ``script`` for the next chat-completion requests."""
+        self._call("PUT", "/_fake/script", dataclasses.asdict(script))
+
+    def streams(self, since: int = 0) -> list[dict[str, Any]]:
+        """Snapshots (:meth:`StreamRecord.to_json`) of the stream records from index ``since`` on."""
+        return self._call("GET", f"/_fake/streams?since={since}")
+
+    def reset(self) -> None:
+        """Back to a default script; forget requests, streams and log."""
+        self._call("POST", "/_fake/reset")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.fake_upstream [--port P] [--models a,b] [--api-key K]``: serve until SIGTERM / SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m tests.fake_upstream", description=main.__doc__)
+    parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: a free one)")
+    parser.add_argument("--models", default="fake-model", help="comma-separated model ids served")
+    parser.add_argument("--api-key", default=None, help="bearer token required (default: any)")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with FakeUpstream(models=args.models.split(","), api_key=args.api_key).start(port=args.port) as fake:
+        print(f"listening on {fake.base_url}", flush=True)
+        while not stop.wait(0.5):
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -247,3 +247,63 @@ def test_sync_client_and_restart():
     assert other.streams[0].ended.wait(2)
     with pytest.raises(RuntimeError):
         _ = other.base_url
+
+
+async def test_stream_record_times_its_own_tokens(fake, client):
+    fake.script = Script(tokens=3)
+    await collect(await client.chat.completions.create(model="fake-model", messages=MESSAGES, stream=True))
+    fake.script = Script(tokens=2)
+    await collect(await client.chat.completions.create(model="fake-model", messages=MESSAGES, stream=True))
+    first, second = fake.streams
+    assert await second.wait_ended(2)
+    assert len(first.written) == first.tokens_sent == 3
+    assert len(second.written) == second.tokens_sent == 2
+    assert first.received_at <= first.written[0] <= first.written[-1] <= second.received_at <= second.written[0]
+    assert [t for t, _ in fake.log] == first.written + second.written
+    snapshot = second.to_json()
+    assert snapshot["written"] == second.written and snapshot["received_at"] == second.received_at
+    assert snapshot["ended"] is True and snapshot["finished"] is True and snapshot["request"]["messages"] == MESSAGES
+
+
+async def test_control_endpoints_set_script_list_streams_and_reset(fake, client):
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{fake.port}") as http:
+        answer = await http.put("/_fake/script", json={"pieces": ["a ", "b"], "finish_reason": "length"})
+        assert answer.json() == {"ok": True}
+        assert fake.script == Script(pieces=["a ", "b"], finish_reason="length")
+        assert (await http.put("/_fake/script", json={"bogus": 1})).status_code == 400
+        assert (await http.put("/_fake/script", json=[1])).status_code == 400
+
+        text, _ = await collect(
+            await client.chat.completions.create(model="fake-model", messages=MESSAGES, stream=True)
+        )
+        assert text == "a b"
+        await collect(await client.chat.completions.create(model="fake-model", messages=MESSAGES, stream=True))
+        assert await fake.streams[1].wait_ended(2)
+        streams = (await http.get("/_fake/streams")).json()
+        assert [s["tokens_sent"] for s in streams] == [2, 2]
+        assert streams[0]["written"] == fake.streams[0].written
+        assert (await http.get("/_fake/streams", params={"since": 1})).json() == streams[1:]
+
+        assert (await http.post("/_fake/reset")).json() == {"ok": True}
+        assert fake.streams == [] and fake.script == Script()
+
+
+def test_subprocess_fake_streams_and_reports_per_request_times():
+    from tests.fake_upstream import FakeUpstreamProcess
+
+    with FakeUpstreamProcess(models=["m"], api_key="s") as remote:
+        assert remote.base_url == f"http://127.0.0.1:{remote.port}/v1"
+        remote.set_script(Script(pieces=["x1 ", "x2 ", "x3"], rate=200))
+        sdk = openai.OpenAI(base_url=remote.base_url, api_key="s", max_retries=0)
+        chunks = sdk.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "x1 x2 x3"
+        [record] = remote.streams()
+        assert record["tokens_sent"] == 3 and len(record["written"]) == 3
+        assert record["received_at"] <= record["written"][0] <= record["written"][1] <= record["written"][2]
+        assert record["request"]["messages"] == MESSAGES
+        remote.reset()
+        assert remote.streams() == []
+        process = remote.process
+    assert process is not None and process.poll() is not None
+    with pytest.raises(RuntimeError):
+        _ = remote.base_url

@@ -107,6 +107,8 @@ async def test_regenerate_at_another_temperature_and_navigate_variants(
     await start_conversation(user, app_env, "question")
     await user.should_see("first answer")
     upstream.script = Script(pieces=["second ", "answer"])
+    await user.should_not_see(marker="regenerate-temperature")  # the menu is built on the first click only
+    user.find(marker="regenerate-menu").click()
     slider = user.find(marker="regenerate-temperature").elements.pop()
     slider.value = 1.5
     user.find(marker="regenerate").click()
@@ -133,6 +135,7 @@ async def test_rename_and_delete_conversation(user: User, app_env: Path, upstrea
     await start_conversation(user, app_env, "about rivers")
     with user.scope(marker="conversation-list"):
         await user.should_see("about rivers")
+        user.find(marker="conversation-menu").click()  # the menu is built on the first click
         user.find(marker="rename-conversation").click()
     await user.should_see(marker="rename-input")
     user.find(marker="rename-input").clear().type("Rivers and lakes")
@@ -143,6 +146,7 @@ async def test_rename_and_delete_conversation(user: User, app_env: Path, upstrea
         assert store.get_conversation(1).title == "Rivers and lakes"
     await user.should_see(marker="conversation-heading", content="Rivers and lakes")
     with user.scope(marker="conversation-list"):
+        user.find(marker="conversation-menu").click()  # the menu is built on the first click
         user.find(marker="delete-conversation").click()
     await user.should_see("This cannot be undone")
     user.find(marker="confirm-delete").click()
@@ -225,6 +229,7 @@ async def test_reopened_page_attaches_to_live_answer_and_delete_stops_it(
     await user.should_see(FakeUpstream.token(8).strip(), retries=100)
     await user.should_see(marker="stop")
     with user.scope(marker="conversation-list"):
+        user.find(marker="conversation-menu").click()  # the menu is built on the first click
         user.find(marker="delete-conversation").click()
     await user.should_see("This cannot be undone")
     user.find(marker="confirm-delete").click()
@@ -232,3 +237,24 @@ async def test_reopened_page_attaches_to_live_answer_and_delete_stops_it(
     assert not _conversations(app_env)
     record = upstream.streams[-1]
     assert await record.wait_ended(2.0) and record.client_disconnected  # deleting stopped the generation
+
+
+async def test_long_conversation_opens_at_the_newest_and_loads_earlier_on_demand(user: User, app_env: Path) -> None:
+    with opened_store(app_env) as store:
+        conversation_id = store.create_conversation(title="Long").id
+        for i in range(50):  # 100 messages
+            _, answer = store.add_exchange(conversation_id, f"question {i:02d}", model="fake-model", temperature=0.7)
+            store.finish_message(answer.id, content=f"answer {i:02d}", status=Status.complete)
+    await user.open(f"/c/{conversation_id}")
+    await user.should_see("answer 49")
+    await user.should_see("question 30")  # the newest 40 messages: questions and answers 30 to 49
+    await user.should_not_see("answer 29")
+    await user.should_see(marker="show-earlier")
+    user.find(marker="show-earlier").click()
+    await user.should_see("question 10")
+    await user.should_not_see("answer 09")
+    user.find(marker="show-earlier").click()
+    await user.should_see("question 00")
+    await user.should_not_see(marker="show-earlier")
+    labels = [e.text for e in user.find(marker="user-message").elements]
+    assert len(labels) == 50

@@ -8,6 +8,7 @@ stored path, rebuilding only from the first message that differs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from nicegui import background_tasks, ui
 
@@ -16,6 +17,9 @@ from ..store import Message, NotFound, Store, selected_path
 from .message_view import MessageView
 
 log = logging.getLogger(__name__)
+
+#: Messages built when a conversation opens, and added by each "Show earlier messages".
+PAGE_SIZE = 40
 
 
 def show_error(error: Exception) -> None:
@@ -36,23 +40,45 @@ class ChatView:
         conversation_id: the conversation, or None on the start page (the first Send creates it).
     """
 
-    def __init__(self, engine: Engine, store: Store, conversation_id: int | None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        store: Store,
+        conversation_id: int | None,
+        *,
+        on_created: Callable[[int], None] = lambda _: None,
+    ) -> None:
         self.engine = engine
         self.store = store
-        self.conversation_id = conversation_id
+        self.conversation_id: int | None = None
+        self.on_created = on_created
         self.views: list[MessageView] = []
+        self.welcome: ui.column | None = None
+        self.start: int | None = None  # index in the shown path of the first message on the page
         with ui.column().classes("w-full max-w-3xl mx-auto gap-4 pb-40 px-2") as self.column:
+            self.earlier = (
+                ui.button("Show earlier messages", icon="expand_less", on_click=self.show_earlier)
+                .props("flat no-caps")
+                .classes("self-center")
+                .mark("show-earlier")
+            )
+            self.earlier.visible = False
             if conversation_id is None:
-                with ui.column().classes("w-full items-center mt-24 gap-2").mark("welcome"):
+                with ui.column().classes("w-full items-center mt-24 gap-2").mark("welcome") as self.welcome:
                     ui.label("Parley").classes("text-3xl font-semibold text-grey-8")
                     ui.label("Ask anything. Answers stream as they are written.").classes("text-grey-6")
         self._build_composer()
+        ui.context.client.on_delete(self._detach_all)
         if conversation_id is not None:
+            self._attach(conversation_id)
             self.sync()
-            stop_watching = engine.watch(self._on_change)
-            ui.context.client.on_delete(stop_watching)
-            ui.context.client.on_delete(self._detach_all)
         self._update_composer()
+
+    def _attach(self, conversation_id: int) -> None:
+        """Show and follow ``conversation_id`` from now on."""
+        self.conversation_id = conversation_id
+        stop_watching = self.engine.watch(self._on_change)
+        self.column.client.on_delete(stop_watching)
 
     # -- composer --------------------------------------------------------------------------------
 
@@ -66,15 +92,29 @@ class ChatView:
                     .mark("composer")
                 )
                 self.input.on("keydown.enter.exact.prevent", self.send)
-                self.send_button = ui.button(icon="send", on_click=self.send).props("round unelevated").mark("send")
-                self.stop_button = (
-                    ui.button(icon="stop", on_click=self.stop).props("round unelevated color=red").mark("stop")
+                # one button, Send or Stop: switching it is one small update of one element
+                self.action_button = ui.button(icon="send", on_click=self._act).props(
+                    'round unelevated aria-label="Send"'
                 )
+                self.action_button.mark("send")
+                self.busy = False
 
     def _update_composer(self) -> None:
+        """Show Stop while this conversation answers, else Send (updates the browser only on a change)."""
         busy = self.conversation_id is not None and self.engine.busy(self.conversation_id)
-        self.send_button.set_visibility(not busy)
-        self.stop_button.set_visibility(busy)
+        if busy != self.busy:
+            self.busy = busy
+            with self.action_button.props.suspend_updates():
+                self.action_button.props["color"] = "red" if busy else "primary"
+                self.action_button.props["aria-label"] = "Stop" if busy else "Send"
+            self.action_button.mark("stop" if busy else "send")
+            self.action_button.set_icon("stop" if busy else "send")
+
+    async def _act(self) -> None:
+        if self.busy:
+            await self.stop()
+        else:
+            await self.send()
 
     async def send(self) -> None:
         """Send the composer's text; on any refusal the text stays in the composer."""
@@ -83,15 +123,28 @@ class ChatView:
             ui.notify("Type a message first.", type="warning")
             return
         try:
-            new = self.conversation_id is None
-            conversation_id = self.conversation_id or self.engine.create_conversation()
-            await self.engine.send(conversation_id, content)
+            if self.conversation_id is None:  # the first Send creates the conversation; this page becomes it
+                conversation_id = self.engine.create_conversation()
+                if self.welcome is not None:
+                    self.welcome.delete()
+                self._attach(conversation_id)
+                ui.navigate.history.replace(f"/c/{conversation_id}")  # no reload: the answer starts streaming here
+                self.on_created(conversation_id)
+            await self.engine.send(self.conversation_id, content)
         except Exception as error:
             show_error(error)
             return
-        self.input.set_value("")
-        if new:
-            ui.navigate.to(f"/c/{conversation_id}")
+        self._clear_composer()
+
+    def _clear_composer(self) -> None:
+        """Empty the text box: server-side silently, in the browser by one small call (~80 bytes) instead of a full
+        update of the element, which would re-send all of its props (~3 KB)."""
+        self.input._send_update_on_value_change = False  # what NiceGUI itself does for a value coming from the browser
+        try:
+            self.input.value = ""
+        finally:
+            self.input._send_update_on_value_change = True
+        self.input.client.run_javascript(f"getElement({self.input.id}).inputValue = ''")
 
     async def stop(self) -> None:
         """Stop the answer streaming in this conversation."""
@@ -118,35 +171,69 @@ class ChatView:
                 ui.navigate.to("/")
 
     def sync(self) -> None:
-        """Make the page show the stored path: keep the views that match, rebuild from the first that differs."""
+        """Make the page show the stored path: keep the views that match, rebuild from the first that differs.
+
+        Only the newest ``PAGE_SIZE`` messages are built when the page opens; "Show earlier messages" adds more.
+        """
         assert self.conversation_id is not None
         messages = self.store.messages(self.conversation_id)
         path = selected_path(messages)
+        if self.start is None:
+            self.start = max(0, len(path) - PAGE_SIZE)
+        self.start = min(self.start, len(path))
+        shown = path[self.start :]
         keep = 0
-        while keep < min(len(self.views), len(path)) and self.views[keep].shows(path[keep]):
+        while keep < min(len(self.views), len(shown)) and self.views[keep].shows(shown[keep]):
             keep += 1
         for view in self.views[keep:]:
             view.detach()
             view.delete()
         self.views = self.views[:keep]
+        if len(shown) > keep:
+            self.scroll_to_bottom()
+        self.views += self._build_views(shown[keep:], messages)
+        self._update_earlier()
+        self._update_composer()
+
+    def show_earlier(self) -> None:
+        """Add the ``PAGE_SIZE`` messages before the first one shown, above it."""
+        assert self.conversation_id is not None and self.start is not None
+        messages = self.store.messages(self.conversation_id)
+        path = selected_path(messages)
+        first = self.views[0].message_id if self.views else None
+        end = next((i for i, m in enumerate(path) if m.id == first), len(path))
+        self.start = max(0, end - PAGE_SIZE)
+        views = self._build_views(path[self.start : end], messages)
+        for index, view in enumerate(views):
+            view.move(self.column, target_index=index + 1)  # after the "Show earlier messages" button
+        self.views = views + self.views
+        self._update_earlier()
+
+    def _build_views(self, path: list[Message], messages: list[Message]) -> list[MessageView]:
         siblings: dict[int | None, list[Message]] = {}
         for message in messages:
             siblings.setdefault(message.parent_id, []).append(message)
+        assert self.conversation_id is not None
         temperature = self.store.get_conversation(self.conversation_id).temperature
-        if len(path) > keep:
-            self.scroll_to_bottom()
+        views = []
         with self.column:
-            for message in path[keep:]:
-                view = MessageView(
-                    message,
-                    self.engine,
-                    siblings[message.parent_id],
-                    default_temperature=temperature,
-                    on_error=show_error,
-                    on_finished=self._update_composer,
+            for message in path:
+                views.append(
+                    MessageView(
+                        message,
+                        self.engine,
+                        siblings[message.parent_id],
+                        default_temperature=temperature,
+                        on_error=show_error,
+                        on_finished=self._update_composer,
+                    )
                 )
-                self.views.append(view)
-        self._update_composer()
+        return views
+
+    def _update_earlier(self) -> None:
+        earlier = bool(self.start)
+        if self.earlier.visible != earlier:
+            self.earlier.set_visibility(earlier)
 
     def scroll_to_bottom(self) -> None:
         """Show the newest message (after the browser has rendered the Markdown of the new ones)."""

@@ -10,7 +10,10 @@ from .chat_view import show_error
 
 
 class ConversationList:
-    """The drawer's list; refreshes itself when any conversation is created, renamed, deleted or answered.
+    """The drawer's list; follows every conversation created, renamed, deleted or answered.
+
+    Changes are applied item by item (a new row, a new title, a row moved to the top), never by rebuilding the
+    list, so a page with hundreds of conversations gets a few hundred bytes per change, not the whole list again.
 
     Args:
         engine: creates, renames and deletes conversations; tells about changes.
@@ -22,6 +25,9 @@ class ConversationList:
         self.engine = engine
         self.store = store
         self.current_id = current_id
+        self.rows: dict[int, ui.row] = {}
+        self.titles: dict[int, ui.label] = {}
+        self.order: list[int] = []  # ids of the listed conversations, top first
         ui.button("New chat", icon="add", on_click=lambda: ui.navigate.to("/")).props("outline no-caps").classes(
             "w-full"
         ).mark("new-chat")
@@ -31,6 +37,9 @@ class ConversationList:
         ui.context.client.on_delete(stop_watching)
 
     def _on_change(self, change: Change) -> None:
+        # a new message only moves its conversation to the top: nothing to do when it is there already
+        if change.kind == "message" and self.order and self.order[0] == change.conversation_id:
+            return
         if change.kind in {"created", "updated", "deleted", "message"}:
             background_tasks.create(self._render_later(), name="conversation-list-render")
 
@@ -39,33 +48,61 @@ class ConversationList:
             self.render()
 
     def render(self) -> None:
-        """Rebuild the list from the store."""
-        self.list.clear()
+        """Make the list match the store: add new rows, drop deleted ones, update titles, move rows into order."""
+        conversations = self.store.list_conversations()
+        ids = [c.id for c in conversations if c.id is not None]
+        for gone in set(self.rows) - set(ids):
+            self.rows.pop(gone).delete()
+            self.titles.pop(gone, None)
         with self.list:
-            for conversation in self.store.list_conversations():
-                self._item(conversation)
+            for conversation in conversations:
+                assert conversation.id is not None
+                if conversation.id not in self.rows:
+                    self._item(conversation)
+                elif self.titles[conversation.id].text != conversation.title:
+                    self.titles[conversation.id].set_text(conversation.title)
+                current = conversation.id == self.current_id
+                row = self.rows[conversation.id]
+                if current and "bg-blue-1" not in row.classes:
+                    row.classes(add="bg-blue-1")
+                elif not current and "bg-blue-1" in row.classes:
+                    row.classes(remove="bg-blue-1")
+        if [r.id for r in self.list.default_slot.children] != [self.rows[i].id for i in ids]:
+            for index, conversation_id in enumerate(ids):
+                if self.list.default_slot.children.index(self.rows[conversation_id]) != index:
+                    self.rows[conversation_id].move(self.list, target_index=index)
+        self.order = ids
 
     def _item(self, conversation: Conversation) -> None:
-        current = conversation.id == self.current_id
+        assert conversation.id is not None
         with (
             ui.row()
-            .classes(
-                "w-full items-center no-wrap rounded px-2 py-1 hover:bg-grey-3 cursor-pointer"
-                + (" bg-blue-1" if current else "")
-            )
+            .classes("w-full items-center no-wrap rounded px-2 py-1 hover:bg-grey-3 cursor-pointer")
             .mark(f"conversation-{conversation.id}") as row
         ):
             row.on("click", lambda c=conversation: ui.navigate.to(f"/c/{c.id}"))
-            ui.label(conversation.title).classes("flex-grow truncate text-sm").mark("conversation-title")
-            with (
-                ui.button(icon="more_vert")
-                .props("flat dense round size=sm")
-                .on("click.stop", lambda: None)
-                .mark("conversation-menu")
-            ):
-                with ui.menu():
-                    ui.menu_item("Rename", lambda c=conversation: self.rename(c)).mark("rename-conversation")
-                    ui.menu_item("Delete", lambda c=conversation: self.delete(c)).mark("delete-conversation")
+            self.titles[conversation.id] = (
+                ui.label(conversation.title).classes("flex-grow truncate text-sm").mark("conversation-title")
+            )
+            button = ui.button(icon="more_vert", on_click=lambda: self._open_menu(conversation, button))
+            button.props('flat dense round size=sm aria-label="Conversation menu"').mark("conversation-menu")
+            button.on("click.stop", lambda: None)  # not a click on the row (which opens the conversation)
+        self.rows[conversation.id] = row
+
+    def _open_menu(self, conversation: Conversation, button: ui.button) -> None:
+        """Rename / Delete, built on the first click only (a list of hundreds carries no hidden menus)."""
+        menu = next((child for child in button.default_slot.children if isinstance(child, ui.menu)), None)
+        if menu is None:
+            with button, ui.menu() as menu:
+                ui.menu_item("Rename", lambda: self.rename(self._current(conversation))).mark("rename-conversation")
+                ui.menu_item("Delete", lambda: self.delete(self._current(conversation))).mark("delete-conversation")
+        menu.open()
+
+    def _current(self, conversation: Conversation) -> Conversation:
+        """``conversation`` with the title shown now (it may have been renamed since its row was built)."""
+        assert conversation.id is not None
+        label = self.titles.get(conversation.id)
+        return conversation.model_copy(update={"title": label.text}) if label is not None else conversation
 
     async def rename(self, conversation: Conversation) -> None:
         """Ask for a new title and save it."""

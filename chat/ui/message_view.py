@@ -146,7 +146,9 @@ class MessageView(ui.column):
             if len(self.variants) > 1:
                 self._build_variant_nav()
             self._build_regenerate_menu()
-            ui.button(icon="content_copy", on_click=self._copy).props("flat dense round size=sm").tooltip("Copy")
+            ui.button(icon="content_copy", on_click=self._copy).props(
+                'flat dense round size=sm title="Copy" aria-label="Copy"'
+            )
             details = describe_generation(message)
             if details:
                 ui.label(details).classes("text-xs text-grey-6").mark("message-details")
@@ -162,16 +164,31 @@ class MessageView(ui.column):
             next_button.mark("variant-next").set_enabled(index < len(ids) - 1)
 
     def _build_regenerate_menu(self) -> None:
-        start = self.message.temperature if self.message.temperature is not None else self.default_temperature
-        with ui.button(icon="refresh").props("flat dense round size=sm").tooltip("Regenerate").mark("regenerate-menu"):
-            with ui.menu().props("anchor='bottom left' self='top left'") as menu:
-                with ui.column().classes("p-3 gap-1 min-w-[240px]"):
-                    value = ui.label()
-                    slider = ui.slider(min=0, max=2, step=0.1, value=start).mark("regenerate-temperature")
-                    value.bind_text_from(slider, "value", lambda t: f"Temperature {t:.1f}")
-                    ui.button(
-                        "Regenerate", icon="refresh", on_click=lambda: (menu.close(), self._regenerate(slider.value))[1]
-                    ).props("no-caps").mark("regenerate")
+        """The Regenerate button; its menu (temperature slider and button) is built on the first click only, so a
+        long conversation does not carry one hidden menu per answer."""
+        self._regenerate_button = (
+            ui.button(icon="refresh", on_click=self._open_regenerate_menu)
+            .props('flat dense round size=sm title="Regenerate" aria-label="Regenerate"')
+            .mark("regenerate-menu")
+        )
+        self._regenerate_menu: ui.menu | None = None
+
+    def _open_regenerate_menu(self) -> None:
+        if self._regenerate_menu is None or self._regenerate_menu.is_deleted:
+            start = self.message.temperature if self.message.temperature is not None else self.default_temperature
+            with self._regenerate_button:
+                with ui.menu().props("anchor='bottom left' self='top left'") as menu:
+                    with ui.column().classes("p-3 gap-1 min-w-[240px]"):
+                        value = ui.label()
+                        slider = ui.slider(min=0, max=2, step=0.1, value=start).mark("regenerate-temperature")
+                        value.bind_text_from(slider, "value", lambda t: f"Temperature {t:.1f}")
+                        ui.button(
+                            "Regenerate",
+                            icon="refresh",
+                            on_click=lambda: (menu.close(), self._regenerate(slider.value))[1],
+                        ).props("no-caps").mark("regenerate")
+            self._regenerate_menu = menu
+        self._regenerate_menu.open()
 
     async def _run(self, action: Awaitable[object]) -> None:
         try:

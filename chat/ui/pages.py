@@ -43,26 +43,41 @@ def layout(engine: Engine, store: Store, conversation_id: int | None, list_model
             return
     ui.page_title(f"{title} · Parley")
     with ui.left_drawer(value=None).classes("bg-grey-1").props("width=280 bordered") as drawer:
-        ConversationList(engine, store, conversation_id)
+        conversations = ConversationList(engine, store, conversation_id)
+    current: list[int] = []  # the conversation shown, once there is one
+
+    async def settings() -> None:
+        try:
+            await open_settings(engine, store, current[0], list_models)
+        except Exception as error:
+            show_error(error)
+
     with ui.header().classes("bg-white text-grey-9 items-center shadow-sm py-1"):
         ui.button(icon="menu", on_click=drawer.toggle).props("flat round")
         heading = ui.label(title).classes("text-base font-medium truncate flex-grow").mark("conversation-heading")
-        if conversation_id is not None:
+        settings_button = (
+            ui.button(icon="tune", on_click=settings)
+            .props('flat round title="Conversation settings" aria-label="Conversation settings"')
+            .mark("settings")
+        )
+        settings_button.visible = False
 
-            def follow_title(change: Change) -> None:
-                if change.conversation_id == conversation_id and change.kind == "updated" and not heading.is_deleted:
-                    with contextlib.suppress(NotFound):
-                        heading.set_text(store.get_conversation(conversation_id).title)
+    def attach(conversation_id: int) -> None:
+        """Make the header and the drawer follow ``conversation_id`` (on load, or once the first Send created it)."""
 
-            ui.context.client.on_delete(engine.watch(follow_title))
+        def follow_title(change: Change) -> None:
+            if change.conversation_id == conversation_id and change.kind == "updated" and not heading.is_deleted:
+                with contextlib.suppress(NotFound):
+                    title = store.get_conversation(conversation_id).title
+                    heading.set_text(title)
+                    with heading:  # called from whichever tab or task made the change: set this page's title
+                        ui.page_title(f"{title} · Parley")
 
-            async def settings() -> None:
-                try:
-                    await open_settings(engine, store, conversation_id, list_models)
-                except Exception as error:
-                    show_error(error)
+        ui.context.client.on_delete(engine.watch(follow_title))
+        conversations.current_id = conversation_id
+        current[:] = [conversation_id]
+        settings_button.set_visibility(True)
 
-            ui.button(icon="tune", on_click=settings).props("flat round").tooltip("Conversation settings").mark(
-                "settings"
-            )
-    ChatView(engine, store, conversation_id)
+    if conversation_id is not None:
+        attach(conversation_id)
+    ChatView(engine, store, conversation_id, on_created=attach)
