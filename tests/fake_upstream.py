@@ -136,7 +136,7 @@ class StreamRecord:
     ended: threading.Event = field(default_factory=threading.Event)
     """Set when the server side of this response has ended, in any way."""
     received_at: float = 0.0
-    """Wall-clock time (``time.time()``, seconds) at which the request reached the chat-completions handler."""
+    """Wall-clock time (``time.time()``, seconds) at which the whole request (headers and body) had been read."""
     written: list[float] = field(default_factory=list)
     """Wall-clock time (``time.time()``, seconds) at which each content token of *this* request was written."""
 
@@ -580,11 +580,12 @@ class FakeUpstream:
         return JSONResponse({"object": "list", "data": data})
 
     async def _chat_completions(self, request: Request) -> Response:
-        received_at = time.time()
         if (denied := self._unauthorized(request)) is not None:
             return denied
         try:
-            body = json.loads(await request.body())
+            raw = await request.body()
+            received_at = time.time()  # the whole request is in: from here on, the time is the upstream's own
+            body = json.loads(raw)
         except ValueError:
             return _error(400, "We could not parse the JSON body of your request.")
         if not isinstance(body, dict):

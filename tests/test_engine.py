@@ -286,3 +286,24 @@ async def test_database_writes_per_answer_are_one_plus_checkpoints_plus_one(
     # the exchange and the title in one transaction, the checkpoints, the final write: nothing per token
     assert store.writes - before == 1 + checkpoints + 1
     assert store.get_conversation(conversation_id).title == "first message names the conversation"
+
+
+async def test_concurrent_answers_share_one_checkpoint_transaction(
+    engine: Engine, store: Store, upstream: FakeUpstream
+) -> None:
+    upstream.script = Script(tokens=40, rate=40)  # about 1 s each, five at once
+    answers = []
+    for i in range(5):
+        _, assistant = await engine.send(engine.create_conversation(), f"question {i}")
+        answers.append(assistant.id)
+    generations = [engine.live(message_id) for message_id in answers]
+    await asyncio.sleep(0.7)
+    partials = [store.get_message(message_id).content for message_id in answers]
+    assert all(partials), "every streaming answer should have been checkpointed"
+    checkpoints, writes = engine.checkpoints, store.writes
+    messages = [await generation.wait() for generation in generations]
+    assert all(m.content == upstream.expected_text() for m in messages)
+    longest = max(m.duration or 0 for m in messages)
+    # one transaction per interval for all five answers, not one per answer per interval
+    assert engine.checkpoints <= longest / 0.2 + 2
+    assert store.writes - writes <= (engine.checkpoints - checkpoints) + len(answers)

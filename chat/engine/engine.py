@@ -79,7 +79,8 @@ class Engine:
         self.checkpoint_interval = checkpoint_interval
         self.generations: dict[int, Generation] = {}
         self._watchers: list[Callable[[Change], None]] = []
-        self.checkpoints = 0  # database writes of partial text since start (for benchmarks)
+        self.checkpoints = 0  # transactions saving partial text since start (for benchmarks)
+        self._checkpointer: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -102,6 +103,10 @@ class Engine:
         for generation in generations:
             with contextlib.suppress(BaseException):
                 await generation.wait()
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(BaseException):
+                await self._checkpointer
 
     # -- watching --------------------------------------------------------------------------------
 
@@ -303,7 +308,33 @@ class Engine:
             name=f"generation-{assistant.id}",
         )
         generation.task.add_done_callback(lambda task: self._task_ended(generation, task))
+        if self._checkpointer is None or self._checkpointer.done():
+            self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_loop(), name="checkpoints")
         return generation
+
+    async def _checkpoint_loop(self) -> None:
+        """Every ``checkpoint_interval`` seconds, save the partial text of every answer that grew, in one transaction
+        (one thread hop, one commit, however many answers stream). Generation tasks never wait for it; it ends
+        when no answer is left. A late save cannot overwrite a final text (``Store.checkpoint_many``)."""
+        saved: dict[int, int] = {}  # message id -> length of the text last saved
+        while self.generations:
+            await asyncio.sleep(self.checkpoint_interval)
+            grown = [
+                generation
+                for generation in list(self.generations.values())
+                if not generation.done and generation.size != saved.get(generation.message_id, 0)
+            ]
+            if not grown:
+                continue
+            contents = {generation.message_id: generation.text for generation in grown}
+            sizes = {generation.message_id: generation.size for generation in grown}
+            try:
+                await asyncio.to_thread(self.store.checkpoint_many, contents)
+            except Exception:  # the final write still stores the text; keep streaming
+                log.exception("checkpoint of %d answer(s) failed", len(contents))
+                continue
+            self.checkpoints += 1
+            saved = {key: size for key, size in (saved | sizes).items() if key in self.generations}
 
     async def _generate(
         self, generation: Generation, messages: list[dict[str, str]], model: str, temperature: float
@@ -320,7 +351,6 @@ class Engine:
             )
             started = time.monotonic()
             generation.set_phase(Phase.thinking)
-            next_checkpoint = started + self.checkpoint_interval
             async for chunk in stream:
                 if chunk.delta:
                     if ttft is None:
@@ -328,10 +358,6 @@ class Engine:
                         generation.set_phase(Phase.streaming)
                     chunks += 1
                     generation.append(chunk.delta)
-                    if time.monotonic() >= next_checkpoint:
-                        await asyncio.to_thread(self.store.checkpoint, generation.message_id, generation.text)
-                        self.checkpoints += 1
-                        next_checkpoint = time.monotonic() + self.checkpoint_interval
                 if chunk.finish_reason:
                     finish_reason = chunk.finish_reason
                 if chunk.usage is not None:

@@ -69,6 +69,8 @@ class Generation:
         self.cancelled_by_user = False
         self.result: Message | None = None
         self._parts: list[str] = []
+        self.size = 0
+        """Characters generated so far (kept per delta, so reading it is O(1), unlike ``text``)."""
         self._subscribers: list[Subscriber] = []
         self._done = asyncio.Event()
 
@@ -163,6 +165,7 @@ class Generation:
     def append(self, delta: str) -> None:
         """Add a delta and fan it out. O(subscribers)."""
         self._parts.append(delta)
+        self.size += len(delta)
         self._publish(Delta(delta))
 
     def finish(self, message: Message) -> None:

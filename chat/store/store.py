@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event, func, update
+from sqlalchemy import Engine, bindparam, event, func, update
 from sqlmodel import Session, col, create_engine, select
 
 from .models import Conversation, Message, Role, Status, utcnow
@@ -241,18 +241,29 @@ class Store:
             return message
 
     def checkpoint(self, message_id: int, content: str) -> None:
-        """Save the partial text of a streaming answer.
+        """Save the partial text of one streaming answer (see ``checkpoint_many``)."""
+        self.checkpoint_many({message_id: content})
+
+    def checkpoint_many(self, contents: dict[int, str]) -> None:
+        """Save the partial text of several streaming answers in one transaction.
 
         Only a message still ``streaming`` is changed, so a late checkpoint can never overwrite the
         final text stored by ``finish_message``.
+
+        Args:
+            contents: message id -> its text so far.
         """
-        with self._session() as session:
-            session.execute(
-                update(Message)
-                .where(col(Message.id) == message_id, col(Message.status) == Status.streaming)
-                .values(content=content)
+        if not contents:
+            return
+        statement = (
+            update(Message)
+            .where(col(Message.id) == bindparam("message_id"), col(Message.status) == Status.streaming)
+            .values(content=bindparam("partial"))
+        )
+        with self.engine.begin() as connection:  # Core executemany: one statement, one commit, for all of them
+            connection.execute(
+                statement, [{"message_id": key, "partial": content} for key, content in contents.items()]
             )
-            session.commit()
 
     def finish_message(self, message_id: int, **fields: Any) -> Message:
         """Store how an answer ended: content, status, error, finish_reason, usage, ttft, duration.
