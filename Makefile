@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 ARGS ?=
 
-.PHONY: run test lint clean chromium
+.PHONY: run test lint clean chromium bench
 
 run: $(VENV)/.installed-embedded
 	$(PY) app.py $(ARGS)
@@ -16,8 +16,14 @@ run: $(VENV)/.installed-embedded
 test: $(VENV)/.installed-embedded-test chromium
 	$(PY) -m pytest $(ARGS)
 
+# The benchmarks: streaming into a browser, Parley against baseline chat UIs (bench/streaming.py; e.g.
+# make bench ARGS="--quick"), then the engine alone under 200 concurrent answers (bench/engine_load.py).
+bench: $(VENV)/.installed-embedded-test chromium
+	$(PY) -m bench.streaming $(ARGS)
+	$(PY) -m bench.engine_load $(if $(findstring --quick,$(ARGS)),--quick,)
+
 lint: $(VENV)/.installed-embedded-test
-	$(VENV)/bin/ruff check chat tests app.py
+	$(VENV)/bin/ruff check chat tests bench app.py
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

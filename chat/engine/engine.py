@@ -313,28 +313,34 @@ class Engine:
         return generation
 
     async def _checkpoint_loop(self) -> None:
-        """Every ``checkpoint_interval`` seconds, save the partial text of every answer that grew, in one transaction
-        (one thread hop, one commit, however many answers stream). Generation tasks never wait for it; it ends
-        when no answer is left. A late save cannot overwrite a final text (``Store.checkpoint_many``)."""
-        saved: dict[int, int] = {}  # message id -> length of the text last saved
+        """Save the partial text of the growing answers, each at most once per ``checkpoint_interval`` seconds and
+        never in its first interval, all due ones in one transaction (one thread hop, one commit, however many
+        answers stream). Generation tasks never wait for it; it ends when no answer is left. A late save cannot
+        overwrite a final text (``Store.checkpoint_many``).
+
+        Writes per answer: 1 (the exchange) + at most ⌊duration / interval⌋ checkpoints + 1 (the final text).
+        """
+        saved: dict[int, tuple[float, int]] = {}  # message id -> (monotonic time, size) of the last save or start
         while self.generations:
-            await asyncio.sleep(self.checkpoint_interval)
-            grown = [
-                generation
-                for generation in list(self.generations.values())
-                if not generation.done and generation.size != saved.get(generation.message_id, 0)
-            ]
-            if not grown:
+            await asyncio.sleep(self.checkpoint_interval / 2)
+            now = time.monotonic()
+            due = []
+            for generation in list(self.generations.values()):
+                when, size = saved.setdefault(generation.message_id, (now, 0))
+                if not generation.done and generation.size != size and now - when >= self.checkpoint_interval:
+                    due.append(generation)
+            saved = {key: value for key, value in saved.items() if key in self.generations}
+            if not due:
                 continue
-            contents = {generation.message_id: generation.text for generation in grown}
-            sizes = {generation.message_id: generation.size for generation in grown}
+            contents = {generation.message_id: generation.text for generation in due}
+            sizes = {generation.message_id: generation.size for generation in due}
             try:
                 await asyncio.to_thread(self.store.checkpoint_many, contents)
             except Exception:  # the final write still stores the text; keep streaming
                 log.exception("checkpoint of %d answer(s) failed", len(contents))
                 continue
             self.checkpoints += 1
-            saved = {key: size for key, size in (saved | sizes).items() if key in self.generations}
+            saved.update({key: (now, size) for key, size in sizes.items() if key in self.generations})
 
     async def _generate(
         self, generation: Generation, messages: list[dict[str, str]], model: str, temperature: float

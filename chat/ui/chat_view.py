@@ -15,6 +15,7 @@ from nicegui import background_tasks, ui
 from ..engine import Change, ConversationBusy, EmptyMessage, Engine
 from ..store import Message, NotFound, Store, selected_path
 from .message_view import MessageView
+from .streaming_message import StreamingMessage
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class ChatView:
                 with ui.column().classes("w-full items-center mt-24 gap-2").mark("welcome") as self.welcome:
                     ui.label("Parley").classes("text-3xl font-semibold text-grey-8")
                     ui.label("Ask anything. Answers stream as they are written.").classes("text-grey-6")
+                    # an empty message loads the Markdown renderer with the page, not after the first Enter
+                    StreamingMessage().classes("hidden")
         self._build_composer()
         ui.context.client.on_delete(self._detach_all)
         if conversation_id is not None:

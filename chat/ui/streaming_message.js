@@ -35,7 +35,6 @@ const COPY_ICON =
   "4.22a.75.75 0 0 1 0 1.06l-7.25 7.25a.75.75 0 0 1-1.06 0L2.22 9.28a.751.751 0 0 1 .018-1.042.751.751 0 0 1 " +
   '1.042-.018L6 10.94l6.72-6.72a.75.75 0 0 1 1.06 0Z"/></svg>';
 
-const FRAME_MS = 16; // at most one render per display frame (60 Hz)
 const RECONNECT_MAX_MS = 5000;
 const CLOSE_NOT_FOUND = 4404;
 const decoder = new TextDecoder();
@@ -291,7 +290,7 @@ export default {
       if (this.socket) this.socket.close();
       this.renderNow();
     },
-    /** Append one streamed delta; renders now, or in the next animation frame when this one already rendered. */
+    /** Append one streamed delta and render it (see scheduleRender). */
     append(delta) {
       if (!this.live || !delta) return; // a delta that raced past the end is already in the final text
       this.buffer += delta;
@@ -308,8 +307,9 @@ export default {
     },
     scheduleRender() {
       if (this.frame) return;
-      const now = performance.now();
-      if (now >= this.notBefore && now - this.lastRender >= FRAME_MS) return this.renderNow(); // no lag to add
+      // Render at once: a render costs a parse of the last block only, and the page is painted at the next frame
+      // either way. Only when renders turn slow (a long last block, a busy machine) are they spaced out.
+      if (performance.now() >= this.notBefore) return this.renderNow();
       this.frame = requestAnimationFrame(() => {
         this.frame = 0;
         if (performance.now() < this.notBefore)
@@ -331,7 +331,7 @@ export default {
       if (pinned) window.scrollTo({ top: document.scrollingElement.scrollHeight });
       this.lastRender = performance.now();
       const cost = this.lastRender - start;
-      this.notBefore = cost > 8 ? this.lastRender + 2 * cost : 0;
+      this.notBefore = cost > 4 ? this.lastRender + 2 * cost : 0; // slow renders: at most a third of the time
     },
     /** The whole text, highlighted with language detection: the final render. */
     renderAll(container) {

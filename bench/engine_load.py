@@ -1,0 +1,830 @@
+"""Engine-only load: many concurrent answers through Parley's Engine, no browser.
+
+What it measures, in the process that runs the engine (one asyncio loop, uvloop by default as
+``ui.run`` picks it through uvicorn when installed):
+
+* event-loop lag: a ticker sleeps ``TICK`` seconds in a loop and records the overshoot
+  (actual − asked), p50/p99/max in milliseconds, over the steady part of the run (every answer
+  streaming, none finished) and over the whole run (burst of sends and final writes included);
+* CPU seconds of this process (every thread: the loop and the ``to_thread`` database writes) per
+  1,000 tokens delivered;
+* tokens per second delivered in total, against the target ``answers × rate``;
+* answers completed, database commits per answer against the issue's target
+  ``1 + 2 × duration`` (duration in seconds, as stored with the answer).
+
+Each answer has one subscriber (as a browser tab would) that counts the deltas.
+
+The upstream is ``tests.fake_upstream.FakeUpstream`` in a separate process (spawned), so its CPU
+and GIL stay out of the measurement; its own CPU and loop lag are reported to show whether it kept
+up. The baseline, measured in the same run against the same upstream at the same concurrency, is the
+floor: the same number of raw ``openai.AsyncOpenAI`` streams consumed in a loop, with no engine, no
+database and no subscribers.
+
+An optional phase ``sse`` reads the same streams below the SDK (raw HTTP + ``json.loads``): what
+the SDK's per-chunk pydantic models cost. ``--checkpoint-interval`` changes Parley's setting (a
+large value turns checkpoints off, to see what they cost). The machine is shared: each phase also
+reports the cores used by other processes; use ``--rounds N`` (medians) when that is high.
+
+Run from the repository root::
+
+    .venv/bin/python -m bench.engine_load            # 200 answers × 400 tokens at 20 tokens/s
+    .venv/bin/python -m bench.engine_load --quick    # a few seconds' smoke run
+    .venv/bin/python -m bench.engine_load --rounds 3 --phases baseline,parley,sse
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import json
+import multiprocessing
+import multiprocessing.connection
+import platform
+import pstats
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: Seconds the lag ticker asks to sleep each time.
+TICK = 0.010
+#: Seconds between two samples of (tokens delivered, CPU seconds).
+SAMPLE_EVERY = 0.25
+#: Seconds cut off both ends of the steady window (after the last first token, before the first end).
+MARGIN = 0.5
+#: Target of the issue: event-loop lag p99 at most this many milliseconds.
+LAG_P99_TARGET_MS = 50.0
+#: The model the fake upstream serves.
+MODEL = "fake-model"
+PROMPT = "Tell me a long story about a lighthouse keeper."
+RESULTS = Path(__file__).parent / "results"
+
+
+# -- the fake upstream, in its own process ---------------------------------------------------------------------------
+
+
+def _upstream_main(conn: multiprocessing.connection.Connection, tokens: int, rate: float) -> None:
+    """Child process: serve a FakeUpstream streaming ``tokens`` tokens at ``rate`` tokens/s until told to stop.
+
+    Commands on ``conn``: ``"reset"`` (forget streams, restart the CPU and lag counters),
+    ``"stats"`` (answer a dict), ``"stop"``.
+    """
+    from tests.fake_upstream import FakeUpstream, Script
+
+    fake = FakeUpstream().start()
+    fake.script = Script(tokens=tokens, rate=rate)
+    lags: list[float] = []
+
+    async def ticker() -> None:  # the upstream's own loop lag: shows when the fake falls behind
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(TICK)
+            lags.append(time.perf_counter() - before - TICK)
+
+    loop = getattr(fake, "_loop", None)
+    if loop is not None:
+        asyncio.run_coroutine_threadsafe(ticker(), loop)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    conn.send(fake.port)
+    while True:
+        command = conn.recv()
+        if command == "reset":
+            fake.streams.clear()
+            fake.requests.clear()
+            fake.log.clear()
+            lags.clear()
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            conn.send(None)
+        elif command == "stats":
+            streams = list(fake.streams)
+            samples = sorted(lags)
+            conn.send(
+                {
+                    "cpu_s": time.process_time() - cpu0,
+                    "wall_s": time.perf_counter() - wall0,
+                    "streams": len(streams),
+                    "tokens_sent": sum(s.tokens_sent for s in streams),
+                    "finished": sum(s.finished for s in streams),
+                    "client_disconnected": sum(s.client_disconnected for s in streams),
+                    "lag_p99_ms": _quantile(samples, 0.99) * 1000 if samples else None,
+                    "lag_max_ms": samples[-1] * 1000 if samples else None,
+                }
+            )
+        elif command == "stop":
+            fake.stop()
+            conn.send(None)
+            return
+
+
+class UpstreamProcess:
+    """A FakeUpstream running in a spawned child process.
+
+    Args:
+        tokens: content tokens per answer.
+        rate: tokens per second per answer.
+    """
+
+    def __init__(self, tokens: int, rate: float) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self.process = context.Process(target=_upstream_main, args=(child, tokens, rate), daemon=True)
+        self.process.start()
+        child.close()
+        if not self._conn.poll(30):
+            self.process.kill()
+            raise RuntimeError("the fake upstream process did not start within 30 s")
+        self.port: int = self._conn.recv()
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _ask(self, command: str) -> Any:
+        self._conn.send(command)
+        if not self._conn.poll(30):
+            raise RuntimeError(f"the fake upstream did not answer {command!r}")
+        return self._conn.recv()
+
+    def reset(self) -> None:
+        """Forget past streams; restart the upstream's CPU (seconds) and loop-lag counters."""
+        self._ask("reset")
+
+    def stats(self) -> dict[str, Any]:
+        """Since the last reset: ``cpu_s`` (CPU seconds), ``wall_s``, ``streams``, ``tokens_sent``,
+        ``finished``, ``client_disconnected``, ``lag_p99_ms`` and ``lag_max_ms`` (milliseconds)."""
+        return self._ask("stats")
+
+    def stop(self) -> None:
+        """Stop the server and the process (idempotent)."""
+        if self.process.is_alive():
+            with contextlib.suppress(Exception):
+                self._ask("stop")
+            self.process.join(10)
+            if self.process.is_alive():
+                self.process.kill()
+
+
+# -- measuring ------------------------------------------------------------------------------------------------------
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of an ascending list, nearest rank."""
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
+
+
+@dataclass
+class Answer:
+    """What the client side saw of one answer; times are ``time.perf_counter()`` seconds."""
+
+    sent: float = 0.0
+    first: float | None = None
+    end: float | None = None
+    deltas: int = 0
+    status: str | None = None
+    duration: float | None = None  # as stored by the engine (seconds), Parley only
+
+
+class Probe:
+    """The loop-lag ticker and the sampler of tokens delivered and CPU seconds, in the measured loop."""
+
+    def __init__(self) -> None:
+        self.tokens = 0  # tokens delivered so far (incremented by the consumers)
+        self.lags: list[tuple[float, float]] = []  # (perf_counter s, lag s)
+        self.samples: list[tuple[float, int, float]] = []  # (perf_counter s, tokens, process CPU s)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        """Start ticking and sampling on the running loop."""
+        self.sample()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._tick()), loop.create_task(self._sample())]
+
+    async def stop(self) -> None:
+        """Stop ticking; take a last sample."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.sample()
+
+    def sample(self) -> None:
+        """Record (now, tokens, CPU seconds of this process)."""
+        self.samples.append((time.perf_counter(), self.tokens, time.process_time()))
+
+    async def _tick(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(TICK)
+            now = time.perf_counter()
+            self.lags.append((now, now - before - TICK))
+
+    async def _sample(self) -> None:
+        while True:
+            await asyncio.sleep(SAMPLE_EVERY)
+            self.sample()
+
+    def window(self, start: float, end: float) -> dict[str, Any]:
+        """Figures over ``[start, end]`` (perf_counter seconds): lag in ms, tokens/s, CPU s per 1,000 tokens."""
+        lags = sorted(lag for t, lag in self.lags if start <= t <= end)
+        inside = [s for s in self.samples if start <= s[0] <= end] or self.samples
+        (t0, k0, c0), (t1, k1, c1) = inside[0], inside[-1]
+        tokens, seconds, cpu = k1 - k0, t1 - t0, c1 - c0
+        return {
+            "seconds": round(end - start, 3),
+            "lag_ms": {
+                "p50": round(_quantile(lags, 0.50) * 1000, 2),
+                "p99": round(_quantile(lags, 0.99) * 1000, 2),
+                "max": round(lags[-1] * 1000, 2) if lags else None,
+                "ticks": len(lags),
+            },
+            "tokens": tokens,
+            "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+            "cpu_s": round(cpu, 3),
+            "cpu_fraction_of_core": round(cpu / seconds, 3) if seconds > 0 else None,
+            "cpu_s_per_1k_tokens": round(cpu / tokens * 1000, 4) if tokens else None,
+        }
+
+
+def _summarize(
+    probe: Probe, answers: list[Answer], started: float, ended: float, rate: float, tokens: int
+) -> dict[str, Any]:
+    """The phase's figures: steady window, whole run, answers (ms, s, counts)."""
+    firsts = [a.first for a in answers if a.first is not None]
+    ends = [a.end for a in answers if a.end is not None]
+    steady_start = (max(firsts) if firsts else started) + MARGIN
+    steady_end = (min(ends) if ends else ended) - MARGIN
+    steady = steady_end - steady_start >= 2.0
+    if not steady:
+        steady_start, steady_end = started, ended
+    expected = (tokens - 1) / rate if rate else 0.0  # the fake sends token i at i / rate
+    streams = sorted(a.end - a.first for a in answers if a.end is not None and a.first is not None)
+    ttfts = sorted(a.first - a.sent for a in answers if a.first is not None)
+    return {
+        "steady_window": steady,
+        "steady": probe.window(steady_start, steady_end),
+        "whole": probe.window(started, ended),
+        "answers": {
+            "started": len(answers),
+            "completed": sum(1 for a in answers if a.end is not None and a.deltas == tokens),
+            "tokens_per_answer_min": min((a.deltas for a in answers), default=0),
+            "ttft_s_p50": round(_quantile(ttfts, 0.5), 3) if ttfts else None,
+            "ttft_s_max": round(ttfts[-1], 3) if ttfts else None,
+            "stream_s_expected": round(expected, 3),
+            "stream_s_p50": round(_quantile(streams, 0.5), 3) if streams else None,
+            "stream_s_max": round(streams[-1], 3) if streams else None,
+        },
+    }
+
+
+def _new_loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+# -- the two phases -------------------------------------------------------------------------------------------------
+
+
+async def _baseline(base_url: str, answers: int, rate: float, tokens: int) -> dict[str, Any]:
+    """The floor: ``answers`` raw AsyncOpenAI streams at once, deltas counted, nothing else."""
+    import openai
+
+    client = openai.AsyncOpenAI(
+        base_url=base_url, api_key="none", timeout=openai.Timeout(120.0, connect=10.0), max_retries=0
+    )  # as Provider builds it
+    probe = Probe()
+    records = [Answer() for _ in range(answers)]
+
+    async def consume(record: Answer) -> None:
+        record.sent = time.perf_counter()
+        stream = await client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": PROMPT}],
+            temperature=0.7,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
+                if record.first is None:
+                    record.first = time.perf_counter()
+                record.deltas += 1
+                probe.tokens += 1
+        record.end = time.perf_counter()
+        record.status = "complete"
+
+    probe.start()
+    started = time.perf_counter()
+    results = await asyncio.gather(*(consume(r) for r in records), return_exceptions=True)
+    ended = time.perf_counter()
+    await probe.stop()
+    await client.close()
+    summary = _summarize(probe, records, started, ended, rate, tokens)
+    summary["errors"] = sorted({f"{type(e).__name__}: {e}"[:200] for e in results if isinstance(e, BaseException)})
+    return summary
+
+
+async def _sse_floor(base_url: str, answers: int, rate: float, tokens: int) -> dict[str, Any]:
+    """Below the SDK (optional phase ``sse``): ``answers`` streams read with the SDK's HTTP client
+    library (httpx2 when present, else httpx) and parsed with ``json.loads``, no SDK models. Shows
+    what the openai SDK's per-chunk model building costs."""
+    try:
+        import httpx2 as http
+    except ImportError:
+        import httpx as http
+
+    client = http.AsyncClient(timeout=http.Timeout(120.0, connect=10.0), limits=http.Limits(max_connections=1000))
+    probe = Probe()
+    records = [Answer() for _ in range(answers)]
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "temperature": 0.7,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+    async def consume(record: Answer) -> None:
+        record.sent = time.perf_counter()
+        headers = {"authorization": "Bearer none"}
+        async with client.stream("POST", f"{base_url}/chat/completions", json=body, headers=headers) as response:
+            response.raise_for_status()
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                choices = chunk.get("choices")
+                if choices and (choices[0].get("delta") or {}).get("content"):
+                    if record.first is None:
+                        record.first = time.perf_counter()
+                    record.deltas += 1
+                    probe.tokens += 1
+        record.end = time.perf_counter()
+        record.status = "complete"
+
+    probe.start()
+    started = time.perf_counter()
+    results = await asyncio.gather(*(consume(r) for r in records), return_exceptions=True)
+    ended = time.perf_counter()
+    await probe.stop()
+    await client.aclose()
+    summary = _summarize(probe, records, started, ended, rate, tokens)
+    summary["errors"] = sorted({f"{type(e).__name__}: {e}"[:200] for e in results if isinstance(e, BaseException)})
+    summary["http_library"] = http.__name__
+    return summary
+
+
+async def _parley(
+    base_url: str, data_dir: Path, answers: int, rate: float, tokens: int, checkpoint_interval: float | None = None
+) -> dict[str, Any]:
+    """Parley: ``answers`` answers sent at once through the Engine wired by ``build_services``, one
+    conversation and one delta-counting subscriber each, on an SQLite file in ``data_dir``."""
+    from sqlalchemy import event
+
+    from chat.config import Settings
+    from chat.engine.generation import Delta, Finished
+    from chat.server import build_services
+
+    settings = Settings(
+        _env_file=None,
+        data_dir=data_dir,
+        database_url=f"sqlite:///{data_dir}/parley.db",
+        openai_base_url=base_url,
+        openai_api_key="none",
+        model=MODEL,
+        **({} if checkpoint_interval is None else {"checkpoint_interval": checkpoint_interval}),
+    )
+    services = build_services(settings)
+    store, provider, engine = services.store, services.provider, services.engine
+    store.migrate()
+    engine.recover()
+    pool = provider.client._client._transport._pool  # httpx(2) connection pool of the SDK client
+    wiring = {
+        "provider_max_concurrency": None if provider._slots is None else provider._slots._value,
+        "pool_max_connections": getattr(pool, "_max_connections", None),
+        "pool_max_keepalive_connections": getattr(pool, "_max_keepalive_connections", None),
+        "checkpoint_interval_s": engine.checkpoint_interval,
+    }
+
+    commits = [0]
+    lock = threading.Lock()
+
+    def on_commit(_connection: Any) -> None:
+        with lock:
+            commits[0] += 1
+
+    event.listen(store.engine, "commit", on_commit)
+    conversations = [engine.create_conversation() for _ in range(answers)]  # setup, not measured
+
+    probe = Probe()
+    records = [Answer() for _ in range(answers)]
+
+    def subscriber_for(record: Answer) -> Callable[[Any], None]:
+        def on_event(item: Any) -> None:
+            if type(item) is Delta:
+                if record.first is None:
+                    record.first = time.perf_counter()
+                record.deltas += 1
+                probe.tokens += 1
+            elif type(item) is Finished:
+                record.end = time.perf_counter()
+                record.status = str(item.message.status)
+                record.duration = item.message.duration
+
+        return on_event
+
+    probe.start()
+    await asyncio.sleep(0.05)
+    commits_before = commits[0]
+    checkpoints_before = engine.checkpoints
+    started = time.perf_counter()
+    generations = []
+    for conversation_id, record in zip(conversations, records, strict=True):
+        record.sent = time.perf_counter()
+        _user, assistant = await engine.send(conversation_id, PROMPT)
+        generation = engine.live(assistant.id)
+        assert generation is not None
+        generation.subscribe(subscriber_for(record))
+        generations.append(generation)
+    sends_blocked = time.perf_counter() - started  # the loop was held by the sends this long
+    commits_at_sends = commits[0] - commits_before
+    results = await asyncio.gather(*(g.wait() for g in generations), return_exceptions=True)
+    ended = time.perf_counter()
+    await probe.stop()
+    commits_total = commits[0] - commits_before
+    checkpoints = engine.checkpoints - checkpoints_before
+    await engine.shutdown()
+    await provider.close()
+    store.close()
+
+    summary = _summarize(probe, records, started, ended, rate, tokens)
+    durations = [r.duration for r in records if r.duration is not None]
+    allowed = sum(1 + 2 * d for d in durations)
+    summary["answers"]["statuses"] = {s: sum(r.status == s for r in records) for s in {r.status for r in records}}
+    summary["sends"] = {
+        "loop_blocked_s": round(sends_blocked, 3),
+        "ms_per_send": round(sends_blocked / answers * 1000, 2),
+        "commits": commits_at_sends,
+    }
+    summary["db"] = {
+        "commits": commits_total,
+        "checkpoints": checkpoints,
+        "commits_per_answer": round(commits_total / answers, 2),
+        "answer_duration_s_mean": round(statistics.fmean(durations), 3) if durations else None,
+        "target_per_answer_mean": round(allowed / len(durations), 2) if durations else None,
+        "ratio_to_target": round(commits_total / allowed, 3) if allowed else None,
+    }
+    summary["wiring"] = wiring
+    summary["errors"] = sorted({f"{type(e).__name__}: {e}"[:200] for e in results if isinstance(e, BaseException)})
+    return summary
+
+
+def _run_phase(
+    name: str, coroutine_factory: Callable[[], Any], loop: str, profile: Path | None
+) -> tuple[dict[str, Any], str | None]:
+    """Run one phase in a fresh event loop; optionally under cProfile (which inflates every figure).
+
+    Adds ``machine``: CPU of the whole machine over the phase, in cores (``busy_cores``), and this
+    process's share (``own_cores``), to tell a noisy neighbour from a slow Parley.
+    """
+    import psutil
+
+    profiler = cProfile.Profile() if profile else None
+    system0, own0, wall0 = psutil.cpu_times(), time.process_time(), time.perf_counter()
+    with asyncio.Runner(loop_factory=_new_loop_factory(loop)) as runner:
+        if profiler:
+            profiler.enable()
+        try:
+            result = runner.run(coroutine_factory())
+        finally:
+            if profiler:
+                profiler.disable()
+    system1, own1, wall1 = psutil.cpu_times(), time.process_time(), time.perf_counter()
+    idle = sum(getattr(system1, f) - getattr(system0, f) for f in ("idle", "iowait") if hasattr(system0, f))
+    busy = sum(system1) - sum(system0) - idle
+    result["machine"] = {
+        "wall_s": round(wall1 - wall0, 3),
+        "busy_cores": round(busy / (wall1 - wall0), 3),
+        "own_cores": round((own1 - own0) / (wall1 - wall0), 3),
+        "steal_cores": round((getattr(system1, "steal", 0) - getattr(system0, "steal", 0)) / (wall1 - wall0), 3),
+    }
+    report = None
+    if profiler and profile:
+        path = profile.with_name(f"{profile.stem}-{name}{profile.suffix or '.prof'}")
+        profiler.dump_stats(path)
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
+        report = f"cProfile of {name} ({path}), by own time:\n{out.getvalue()}"
+    return result, report
+
+
+def _median(values: list[Any]) -> Any:
+    """Leaf by leaf median of equally shaped results: numbers take the median, other leaves the first value."""
+    first = values[0]
+    if isinstance(first, dict):
+        return {k: _median([v[k] for v in values if isinstance(v, dict) and k in v]) for k in first}
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if numbers and len(numbers) == len(values):
+        if all(isinstance(v, int) for v in numbers):
+            return statistics.median_low(numbers)
+        middle = statistics.median(numbers)
+        return round(middle, 4) if isinstance(middle, float) else middle
+    return first
+
+
+PHASES = ("baseline", "parley", "sse")
+
+
+def run(
+    answers: int,
+    rate: float,
+    tokens: int,
+    *,
+    loop: str = "uvloop",
+    rounds: int = 1,
+    phases: tuple[str, ...] = ("baseline", "parley"),
+    checkpoint_interval: float | None = None,
+    profile: Path | None = None,
+) -> dict:
+    """Measure ``answers`` concurrent answers of ``tokens`` tokens at ``rate`` tokens/s each.
+
+    Args:
+        answers: concurrent answers (and raw streams in the baseline).
+        rate: tokens per second of each answer.
+        tokens: tokens per answer (each answer lasts about ``tokens / rate`` seconds).
+        loop: ``"uvloop"`` (what Parley runs on when uvloop is installed) or ``"asyncio"``.
+        rounds: how many times to run the phases (order alternating each round); the headline
+            figures are the median over rounds, leaf by leaf.
+        phases: which of ``"baseline"``, ``"parley"`` and ``"sse"`` (raw HTTP + ``json.loads``, below
+            the SDK) to run; baseline and parley for the ratios.
+        checkpoint_interval: Parley's ``checkpoint_interval`` in seconds (None: its default setting).
+        profile: when set, cProfile each phase into ``<stem>-<phase>.prof`` beside it (figures inflated).
+
+    Returns:
+        A JSON-able dict: ``config``; ``baseline`` and ``parley`` (medians over rounds): lag in ms,
+        CPU in seconds and cores, CPU s per 1,000 tokens, tokens/s, answers, the fake ``upstream``'s
+        CPU seconds and loop lag, ``machine`` (cores busy on the whole machine); ``rounds`` (each
+        round's figures); ``ratios`` (Parley / baseline); ``verdict`` (lag p99 ≤ ``LAG_P99_TARGET_MS`` ms, ...).
+    """
+    import httpx
+    import openai
+
+    config = {
+        "answers": answers,
+        "rate_tokens_per_s": rate,
+        "tokens_per_answer": tokens,
+        "target_tokens_per_s": answers * rate,
+        "loop": loop,
+        "rounds": rounds,
+        "tick_s": TICK,
+        "python": platform.python_version(),
+        "openai": openai.__version__,
+        "httpx": httpx.__version__,
+        "cpus": multiprocessing.cpu_count(),
+        "profiled": bool(profile),
+    }
+    factories: dict[str, Callable[[str, Path], Any]] = {
+        "baseline": lambda url, _tmp: _baseline(url, answers, rate, tokens),
+        "parley": lambda url, tmp: _parley(url, tmp, answers, rate, tokens, checkpoint_interval),
+        "sse": lambda url, _tmp: _sse_floor(url, answers, rate, tokens),
+    }
+    upstream = UpstreamProcess(tokens, rate)
+    reports: list[str] = []
+    per_round: list[dict[str, Any]] = []
+    try:
+        for index in range(rounds):
+            order = phases if index % 2 == 0 else tuple(reversed(phases))
+            figures: dict[str, Any] = {}
+            for name in order:
+                upstream.reset()
+                with tempfile.TemporaryDirectory(prefix="parley-engine-load-") as tmp:
+                    figures[name], report = _run_phase(
+                        name, lambda n=name, t=tmp: factories[n](upstream.base_url, Path(t)), loop, profile
+                    )
+                figures[name]["upstream"] = upstream.stats()
+                if report:
+                    reports.append(report)
+                _progress(index, name, figures[name])
+            per_round.append(figures)
+    finally:
+        upstream.stop()
+
+    result: dict[str, Any] = {"config": config}
+    for name in phases:
+        result[name] = _median([figures[name] for figures in per_round])
+    result["rounds"] = per_round
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 2) if a is not None and b else None
+
+    if "parley" in result:
+        parley = result["parley"]
+        if "baseline" in result:
+            ps, bs = parley["steady"], result["baseline"]["steady"]
+            result["ratios"] = {
+                "cpu_per_1k_tokens": ratio(ps["cpu_s_per_1k_tokens"], bs["cpu_s_per_1k_tokens"]),
+                "lag_p99": ratio(ps["lag_ms"]["p99"], bs["lag_ms"]["p99"]),
+                "tokens_per_s": ratio(ps["tokens_per_s"], bs["tokens_per_s"]),
+            }
+        result["verdict"] = {
+            "lag_p99_target_ms": LAG_P99_TARGET_MS,
+            "steady_lag_p99_ok": parley["steady"]["lag_ms"]["p99"] <= LAG_P99_TARGET_MS,
+            "whole_run_lag_p99_ok": parley["whole"]["lag_ms"]["p99"] <= LAG_P99_TARGET_MS,
+            "db_writes_ok": (parley["db"]["ratio_to_target"] or 0) <= 1.0,
+            "all_answers_completed": all(f["parley"]["answers"]["completed"] == answers for f in per_round),
+        }
+    result["profiles"] = reports
+    return result
+
+
+def _progress(index: int, name: str, figures: dict[str, Any]) -> None:
+    """One line on standard error per phase run."""
+    steady = figures["steady"]
+    print(
+        f"round {index + 1} {name}: lag p99 {steady['lag_ms']['p99']} ms, "
+        f"{steady['cpu_s_per_1k_tokens']} CPU s/1k tokens, {steady['tokens_per_s']} tokens/s, "
+        f"machine busy {figures['machine']['busy_cores']} cores (own {figures['machine']['own_cores']}, "
+        f"upstream {_per_s(figures['upstream']):.2f})",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+# -- the command ----------------------------------------------------------------------------------------------------
+
+
+def format_table(result: dict) -> str:
+    """The figures as a small text table (ms, s, tokens/s, CPU s per 1,000 tokens, cores)."""
+    b, p = result.get("baseline", {}), result.get("parley", {})
+    c = result["config"]
+
+    def get(phase: dict, *keys: str) -> Any:
+        value: Any = phase
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    extra = [name for name in PHASES[2:] if name in result]  # optional phases, shown after the ratio
+
+    def line(label: str, bv: Any, pv: Any, ratio: bool = True, more: tuple[Any, ...] = ()) -> str:
+        r = f"{pv / bv:.2f}x" if ratio and isinstance(bv, int | float) and isinstance(pv, int | float) and bv else ""
+        tail = "".join(f" {_fmt(v):>10}" for v in more)
+        return f"{label:<36} {_fmt(bv):>10} {_fmt(pv):>10} {r:>8}{tail}"
+
+    def row(label: str, keys: tuple[str, ...], ratio: bool = True) -> str:
+        more = tuple(get(result[name], *keys) for name in extra)
+        return line(label, get(b, *keys), get(p, *keys), ratio, more)
+
+    lines = [
+        f"{c['answers']} answers x {c['tokens_per_answer']} tokens at {c['rate_tokens_per_s']:g} tokens/s "
+        f"(target {c['target_tokens_per_s']:g} tokens/s), loop={c['loop']}, {c['cpus']} CPUs, "
+        f"median of {c['rounds']} round(s)" + (", PROFILED (figures inflated)" if c["profiled"] else ""),
+        f"{'':<36} {'baseline':>10} {'parley':>10} {'ratio':>8}" + "".join(f" {name:>10}" for name in extra),
+        row("steady window (s)", ("steady", "seconds"), False),
+        row("lag p50, steady (ms)", ("steady", "lag_ms", "p50")),
+        row("lag p99, steady (ms)", ("steady", "lag_ms", "p99")),
+        row("lag max, steady (ms)", ("steady", "lag_ms", "max")),
+        row("lag p99, whole run (ms)", ("whole", "lag_ms", "p99")),
+        row("lag max, whole run (ms)", ("whole", "lag_ms", "max")),
+        row("tokens/s delivered, steady", ("steady", "tokens_per_s")),
+        row("CPU, steady (cores)", ("steady", "cpu_fraction_of_core")),
+        row("CPU s per 1k tokens, steady", ("steady", "cpu_s_per_1k_tokens")),
+        row("CPU s per 1k tokens, whole run", ("whole", "cpu_s_per_1k_tokens")),
+        row("answers completed", ("answers", "completed"), False),
+        row("time to first token p50 (s)", ("answers", "ttft_s_p50"), False),
+        row("time to first token max (s)", ("answers", "ttft_s_max"), False),
+        row("stream duration expected (s)", ("answers", "stream_s_expected"), False),
+        row("stream duration max (s)", ("answers", "stream_s_max"), False),
+        row("upstream tokens sent", ("upstream", "tokens_sent"), False),
+        line(
+            "upstream CPU (cores)",
+            _per_s(get(b, "upstream")),
+            _per_s(get(p, "upstream")),
+            False,
+            tuple(_per_s(result[name]["upstream"]) for name in extra),
+        ),
+        row("upstream loop lag p99 (ms)", ("upstream", "lag_p99_ms"), False),
+        row("machine busy, all processes (cores)", ("machine", "busy_cores"), False),
+        line(
+            "  of which neither us nor upstream",
+            _others(b),
+            _others(p),
+            False,
+            tuple(_others(result[n]) for n in extra),
+        ),
+        "",
+    ]
+    if p:
+        lines += [
+            f"sends: the loop was held {p['sends']['loop_blocked_s']:.3f} s by {c['answers']} sends "
+            f"({p['sends']['ms_per_send']:.2f} ms each, {p['sends']['commits']} commits)",
+            f"db commits per answer: {p['db']['commits_per_answer']} ({p['db']['checkpoints']} checkpoints in all); "
+            f"target 1 + 2 x duration = {p['db']['target_per_answer_mean']} -> ratio {p['db']['ratio_to_target']}",
+            f"wiring: {p['wiring']}",
+        ]
+    if c["rounds"] > 1:
+        for index, figures in enumerate(result["rounds"]):
+            lines.append(
+                f"round {index + 1}: "
+                + "; ".join(
+                    f"{name} lag p99 {f['steady']['lag_ms']['p99']} ms, {f['steady']['cpu_s_per_1k_tokens']} CPU s/1k"
+                    for name, f in figures.items()
+                )
+            )
+    if "verdict" in result:
+        lines.append(f"verdict: {result['verdict']}")
+    for phase, figures in [("baseline", b), ("parley", p)] + [(name, result[name]) for name in extra]:
+        if figures.get("errors"):
+            lines.append(f"{phase} errors: {figures['errors']}")
+        if figures and not figures.get("steady_window"):
+            lines.append(f"{phase}: too short for a steady window; 'steady' figures cover the whole run")
+    return "\n".join(lines)
+
+
+def _others(phase: dict) -> float | None:
+    """Cores used on the machine by processes other than this one and the fake upstream."""
+    if not phase or "machine" not in phase:
+        return None
+    machine = phase["machine"]
+    return round(machine["busy_cores"] - machine["own_cores"] - (_per_s(phase["upstream"]) or 0), 3)
+
+
+def _per_s(stats: dict | None) -> float | None:
+    """Cores used: CPU seconds per wall-clock second."""
+    return stats["cpu_s"] / stats["wall_s"] if stats and stats.get("wall_s") else None
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1 else f"{value:.1f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: run the benchmark, print the table, save the JSON; exit 1 when lag p99 misses the target."""
+    parser = argparse.ArgumentParser(prog="python -m bench.engine_load", description=__doc__.split("\n")[0])
+    parser.add_argument("--answers", type=int, default=200, help="concurrent answers (default 200)")
+    parser.add_argument("--rate", type=float, default=20.0, help="tokens per second per answer (default 20)")
+    parser.add_argument("--tokens", type=int, default=400, help="tokens per answer (default 400, ~20 s)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 20 answers x 80 tokens at 20 tokens/s")
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="event loop (default uvloop)")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat both phases, report medians (default 1)")
+    parser.add_argument(
+        "--phases", default="baseline,parley", help="comma-separated: baseline, parley, sse (default baseline,parley)"
+    )
+    parser.add_argument(
+        "--checkpoint-interval", type=float, help="Parley's checkpoint_interval in seconds (default: its setting)"
+    )
+    parser.add_argument("--profile", type=Path, help="cProfile each phase into PATH-<phase>.prof (inflates figures)")
+    parser.add_argument(
+        "--json", type=Path, help="where to save the results (default bench/results/engine_load-*.json)"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.answers, args.rate, args.tokens = 20, 20.0, 80
+    if args.loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            print("uvloop is not installed; using asyncio", file=sys.stderr)
+            args.loop = "asyncio"
+    phases = tuple(name for name in PHASES if name in args.phases.split(","))
+    result = run(
+        args.answers,
+        args.rate,
+        args.tokens,
+        loop=args.loop,
+        rounds=args.rounds,
+        phases=phases,
+        checkpoint_interval=args.checkpoint_interval,
+        profile=args.profile,
+    )
+    for report in result["profiles"]:
+        print(report)
+    print(format_table(result))
+    path = args.json or RESULTS / f"engine_load-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result["profiles"] = [r.split("\n", 1)[0] for r in result["profiles"]]
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"saved {path}")
+    return 0 if result.get("verdict", {}).get("steady_lag_p99_ok", True) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
