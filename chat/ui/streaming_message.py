@@ -57,11 +57,6 @@ class StreamingMessage(
             return self._live_text()
         return self._props["text"]
 
-    @property
-    def streaming(self) -> bool:
-        """Whether the answer is still being generated."""
-        return bool(self._props["streaming"])
-
     def finished(self, text: str) -> None:
         """Record, server-side only, that the answer ended with ``text``; nothing is sent.
 
