@@ -277,15 +277,23 @@ async def test_database_writes_per_answer_are_one_plus_checkpoints_plus_one(
     engine: Engine, store: Store, upstream: FakeUpstream
 ) -> None:
     upstream.script = Script(tokens=40, rate=50)  # about 0.8 s at a checkpoint interval of 0.2 s
-    conversation_id = engine.create_conversation()
     before, checkpoints = store.writes, engine.checkpoints
-    _, assistant = await engine.send(conversation_id, "first message names the conversation")
+    _, assistant = await engine.send(None, "first message names the new conversation")
     message = await engine.live(assistant.id).wait()
     checkpoints = engine.checkpoints - checkpoints
-    assert 2 <= checkpoints <= 1 + message.duration / 0.2
-    # the exchange and the title in one transaction, the checkpoints, the final write: nothing per token
+    assert 2 <= checkpoints <= message.duration / 0.2
+    # the new conversation, its title and the exchange in one transaction, the checkpoints, the final write
     assert store.writes - before == 1 + checkpoints + 1
-    assert store.get_conversation(conversation_id).title == "first message names the conversation"
+    conversation = store.get_conversation(assistant.conversation_id)
+    assert conversation.title == "first message names the new conversation"
+    assert conversation.temperature == engine.default_temperature
+    assert [m.content for m in store.path(conversation.id)] == ["first message names the new conversation",
+                                                                 upstream.expected_text()]  # fmt: skip
+
+    conversation_id = engine.create_conversation()  # an empty conversation made first is named by its first message
+    _, assistant = await engine.send(conversation_id, "named later")
+    await engine.live(assistant.id).wait()
+    assert store.get_conversation(conversation_id).title == "named later"
 
 
 async def test_concurrent_answers_share_one_checkpoint_transaction(

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from ..provider import ChatStream, Provider, ProviderError
-from ..store import Message, NotFound, Role, Status, Store
+from ..store import Conversation, Message, NotFound, Role, Status, Store
 from .generation import Delta, Event, Finished, Generation, Phase
 
 log = logging.getLogger(__name__)
@@ -192,18 +192,20 @@ class Engine:
     # -- answers ---------------------------------------------------------------------------------
 
     async def send(
-        self, conversation_id: int, content: str, *, temperature: float | None = None, model: str | None = None
+        self, conversation_id: int | None, content: str, *, temperature: float | None = None, model: str | None = None
     ) -> tuple[Message, Message]:
         """Store a user message and start generating the answer to it.
 
         Args:
-            conversation_id: the conversation.
+            conversation_id: the conversation, or None to start a new one with this message (created in the same
+                transaction as the message, titled from it, with the default temperature).
             content: what the user wrote (kept exactly; only an all-whitespace message is refused).
             temperature: overrides the conversation's temperature for this answer.
             model: overrides the conversation's model for this answer.
 
         Returns:
-            ``(user_message, assistant_message)``; the assistant message is ``streaming``.
+            ``(user_message, assistant_message)``; the assistant message is ``streaming``; both carry the
+            conversation's id.
 
         Raises:
             EmptyMessage: nothing but whitespace.
@@ -212,19 +214,29 @@ class Engine:
         """
         if not content.strip():
             raise EmptyMessage("Type a message first.")
-        if self.busy(conversation_id):
+        if conversation_id is not None and self.busy(conversation_id):
             raise ConversationBusy("Wait for the current answer to finish, or stop it, before sending another message.")
-        conversation = self.store.get_conversation(conversation_id)
+        if conversation_id is None:
+            conversation = Conversation(title=make_title(content), temperature=self.default_temperature)
+        else:
+            conversation = self.store.get_conversation(conversation_id)
         temperature = conversation.temperature if temperature is None else temperature
         model = model or self.model_for(conversation.model)
         first_title = make_title(content) if conversation.title == DEFAULT_TITLE else None  # the first message names it
         user, assistant = self.store.add_exchange(
-            conversation_id, content, model=model, temperature=temperature, first_title=first_title
+            conversation_id,
+            content,
+            model=model,
+            temperature=temperature,
+            first_title=first_title,
+            new_conversation=conversation if conversation_id is None else None,
         )
-        if user.parent_id is None and first_title is not None:
-            self.notify(conversation_id, "updated")
+        if conversation_id is None:
+            self.notify(user.conversation_id, "created")
+        elif user.parent_id is None and first_title is not None:
+            self.notify(user.conversation_id, "updated")
         self._start(assistant, conversation.system_prompt)
-        self.notify(conversation_id, "message")
+        self.notify(user.conversation_id, "message")
         return user, assistant
 
     async def regenerate(self, message_id: int, *, temperature: float | None = None) -> Message:

@@ -161,16 +161,18 @@ class Store:
 
     def add_exchange(
         self,
-        conversation_id: int,
+        conversation_id: int | None,
         content: str,
         *,
         model: str | None,
         temperature: float | None,
         first_title: str | None = None,
+        new_conversation: Conversation | None = None,
     ) -> tuple[Message, Message]:
         """Store a user message at the end of the shown path and an empty assistant answer to it, in one transaction.
 
         ``first_title``, when given, becomes the conversation's title if this is its first message.
+        With ``conversation_id`` None, ``new_conversation`` (not yet stored) is created in the same transaction.
 
         Returns:
             ``(user_message, assistant_message)``; the assistant message has status ``streaming``.
@@ -179,8 +181,18 @@ class Store:
             NotFound: no such conversation.
         """
         with self._session() as session:
-            conversation = _require(session, Conversation, conversation_id)
-            path = selected_path(session.exec(select(Message).where(Message.conversation_id == conversation_id)))
+            if conversation_id is None:
+                if new_conversation is None:
+                    raise ValueError("add_exchange needs a conversation id or a new conversation")
+                conversation = new_conversation
+                session.add(conversation)
+                session.flush()
+                assert conversation.id is not None
+                conversation_id = conversation.id
+                path = []
+            else:
+                conversation = _require(session, Conversation, conversation_id)
+                path = selected_path(session.exec(select(Message).where(Message.conversation_id == conversation_id)))
             user = Message(
                 conversation_id=conversation_id,
                 parent_id=path[-1].id if path else None,

@@ -126,17 +126,17 @@ class ChatView:
             ui.notify("Type a message first.", type="warning")
             return
         try:
-            if self.conversation_id is None:  # the first Send creates the conversation; this page becomes it
-                conversation_id = self.engine.create_conversation()
-                if self.welcome is not None:
-                    self.welcome.delete()
-                self._attach(conversation_id)
-                ui.navigate.history.replace(f"/c/{conversation_id}")  # no reload: the answer starts streaming here
-                self.on_created(conversation_id)
-            await self.engine.send(self.conversation_id, content)
+            user, _ = await self.engine.send(self.conversation_id, content)
         except Exception as error:
             show_error(error)
             return
+        if self.conversation_id is None:  # the first Send created the conversation: this page becomes it
+            if self.welcome is not None:
+                self.welcome.delete()
+            self._attach(user.conversation_id)
+            ui.navigate.history.replace(f"/c/{user.conversation_id}")  # no reload: the answer streams here
+            self.on_created(user.conversation_id)
+            self.sync()
         self._clear_composer()
 
     def _clear_composer(self) -> None:
