@@ -48,6 +48,7 @@ def test_send_see_streamed_answer_reload_see_it_again(app_url: str, upstream: Fa
         composer.press("Shift+Enter")  # a new line, not a send
         composer.type("Briefly.")
         assert composer.input_value() == "Where do rivers go?\nBriefly."
+        page.evaluate("window.__samePage = 1")
         composer.press("Enter")
         page.wait_for_url("**/c/1")
         body = page.locator(".parley-message-body").last
@@ -56,6 +57,8 @@ def test_send_see_streamed_answer_reload_see_it_again(app_url: str, upstream: Fa
         expect(body.locator("pre code")).to_contain_text("print('río')", timeout=10_000)
         expect(page.locator(".parley-message-footer").last).to_contain_text("fake-model", timeout=10_000)
         expect(composer).to_have_value("")
+        assert page.evaluate("window.__samePage") == 1  # Send did not reload the page
+        expect(page.locator("a[href='/c/1']")).to_have_text("Where do rivers go? Briefly.")  # the drawer's new row
         page.reload()
         body = page.locator(".parley-message-body").last
         expect(body.locator("strong")).to_have_text("flow")
@@ -106,3 +109,18 @@ def test_page_follows_a_growing_answer_and_opens_at_the_newest_message(app_url: 
         page.goto(app_url + "/c/1")
         expect(page.locator(".parley-message-body").last).to_contain_text("Paragraph 119.")
         page.wait_for_function(NEAR_BOTTOM, timeout=5_000)  # opened at the newest message
+
+
+def test_copy_copies_the_answers_markdown(app_url: str, upstream: FakeUpstream) -> None:
+    upstream.script = Script(pieces=ANSWER)
+    with chromium() as browser:
+        context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
+        page = context.new_page()
+        page.goto(app_url + "/")
+        page.get_by_placeholder("Message Parley").fill("Copy me")
+        page.keyboard.press("Enter")
+        footer = page.locator(".parley-message-footer").last
+        expect(footer).to_contain_text("fake-model", timeout=10_000)
+        footer.get_by_label("Copy").click()
+        expect(footer.get_by_label("Copy")).to_contain_text("check")  # the icon turns into a check mark
+        assert page.evaluate("navigator.clipboard.readText()") == "".join(ANSWER)

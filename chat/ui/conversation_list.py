@@ -26,7 +26,7 @@ class ConversationList:
         self.store = store
         self.current_id = current_id
         self.rows: dict[int, ui.row] = {}
-        self.titles: dict[int, ui.label] = {}
+        self.titles: dict[int, ui.link] = {}
         self.order: list[int] = []  # ids of the listed conversations, top first
         ui.button("New chat", icon="add", on_click=lambda: ui.navigate.to("/")).props("outline no-caps").classes(
             "w-full"
@@ -74,19 +74,21 @@ class ConversationList:
         self.order = ids
 
     def _item(self, conversation: Conversation) -> None:
+        """One row: the title as a plain link (the browser navigates; no server round trip, no listener to send)
+        and the ⋮ button of its menu."""
         assert conversation.id is not None
         with (
             ui.row()
-            .classes("w-full items-center no-wrap rounded px-2 py-1 hover:bg-grey-3 cursor-pointer")
+            .classes("w-full items-center no-wrap rounded px-2 py-1 hover:bg-grey-3")
             .mark(f"conversation-{conversation.id}") as row
         ):
-            row.on("click", lambda c=conversation: ui.navigate.to(f"/c/{c.id}"))
             self.titles[conversation.id] = (
-                ui.label(conversation.title).classes("flex-grow truncate text-sm").mark("conversation-title")
+                ui.link(conversation.title, f"/c/{conversation.id}")
+                .classes("flex-grow truncate text-sm text-inherit no-underline py-1")
+                .mark("conversation-title")
             )
             button = ui.button(icon="more_vert", on_click=lambda: self._open_menu(conversation, button))
             button.props('flat dense round size=sm aria-label="Conversation menu"').mark("conversation-menu")
-            button.on("click.stop", lambda: None)  # not a click on the row (which opens the conversation)
         self.rows[conversation.id] = row
 
     def _open_menu(self, conversation: Conversation, button: ui.button) -> None:

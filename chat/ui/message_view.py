@@ -16,6 +16,7 @@ from nicegui import background_tasks, ui
 from ..api.stream import stream_path
 from ..engine import Engine, Generation
 from ..store import Message, Role, Status
+from .copy_message import CopyMessage
 from .streaming_message import StreamingMessage
 
 log = logging.getLogger(__name__)
@@ -146,9 +147,8 @@ class MessageView(ui.column):
             if len(self.variants) > 1:
                 self._build_variant_nav()
             self._build_regenerate_menu()
-            ui.button(icon="content_copy", on_click=self._copy).props(
-                'flat dense round size=sm title="Copy" aria-label="Copy"'
-            )
+            if self.body is not None:
+                CopyMessage(self.body)
             details = describe_generation(message)
             if details:
                 ui.label(details).classes("text-xs text-grey-6").mark("message-details")
@@ -206,7 +206,3 @@ class MessageView(ui.column):
             self.engine.select_variant(message_id)
         except Exception as error:
             self.on_error(error)
-
-    async def _copy(self) -> None:
-        ui.clipboard.write(self.message.content)
-        ui.notify("Copied", position="bottom", timeout=1000)

@@ -369,6 +369,10 @@ export default {
         container.appendChild(fragment);
       }
     },
+    /** Copy the whole Markdown of the message to the clipboard; resolves to true when it worked. */
+    async copyAll() {
+      return copyText(this.buffer);
+    },
     async onClick(event) {
       const button = event.target.closest?.(".parley-copy");
       if (!button || !this.$el.contains(button)) return;
