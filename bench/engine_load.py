@@ -20,16 +20,15 @@ up. The baseline, measured in the same run against the same upstream at the same
 floor: the same number of raw ``openai.AsyncOpenAI`` streams consumed in a loop, with no engine, no
 database and no subscribers.
 
-An optional phase ``sse`` reads the same streams below the SDK (raw HTTP + ``json.loads``): what
-the SDK's per-chunk pydantic models cost. ``--checkpoint-interval`` changes Parley's setting (a
-large value turns checkpoints off, to see what they cost). The machine is shared: each phase also
+``--checkpoint-interval`` changes Parley's setting (a large value turns checkpoints off, to see what
+they cost). The machine is shared: each phase also
 reports the cores used by other processes; use ``--rounds N`` (medians) when that is high.
 
 Run from the repository root::
 
     .venv/bin/python -m bench.engine_load            # 200 answers × 400 tokens at 20 tokens/s
     .venv/bin/python -m bench.engine_load --quick    # a few seconds' smoke run
-    .venv/bin/python -m bench.engine_load --rounds 3 --phases baseline,parley,sse
+    .venv/bin/python -m bench.engine_load --rounds 3
 """
 
 from __future__ import annotations
@@ -338,56 +337,6 @@ async def _baseline(base_url: str, answers: int, rate: float, tokens: int) -> di
     return summary
 
 
-async def _sse_floor(base_url: str, answers: int, rate: float, tokens: int) -> dict[str, Any]:
-    """Below the SDK (optional phase ``sse``): ``answers`` streams read with the SDK's HTTP client
-    library (httpx2 when present, else httpx) and parsed with ``json.loads``, no SDK models. Shows
-    what the openai SDK's per-chunk model building costs."""
-    try:
-        import httpx2 as http
-    except ImportError:
-        import httpx as http
-
-    client = http.AsyncClient(timeout=http.Timeout(120.0, connect=10.0), limits=http.Limits(max_connections=1000))
-    probe = Probe()
-    records = [Answer() for _ in range(answers)]
-    body = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": PROMPT}],
-        "temperature": 0.7,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-
-    async def consume(record: Answer) -> None:
-        record.sent = time.perf_counter()
-        headers = {"authorization": "Bearer none"}
-        async with client.stream("POST", f"{base_url}/chat/completions", json=body, headers=headers) as response:
-            response.raise_for_status()
-            async for line in response.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line[6:])
-                choices = chunk.get("choices")
-                if choices and (choices[0].get("delta") or {}).get("content"):
-                    if record.first is None:
-                        record.first = time.perf_counter()
-                    record.deltas += 1
-                    probe.tokens += 1
-        record.end = time.perf_counter()
-        record.status = "complete"
-
-    probe.start()
-    started = time.perf_counter()
-    results = await asyncio.gather(*(consume(r) for r in records), return_exceptions=True)
-    ended = time.perf_counter()
-    await probe.stop()
-    await client.aclose()
-    summary = _summarize(probe, records, started, ended, rate, tokens)
-    summary["errors"] = sorted({f"{type(e).__name__}: {e}"[:200] for e in results if isinstance(e, BaseException)})
-    summary["http_library"] = http.__name__
-    return summary
-
-
 async def _parley(
     base_url: str, data_dir: Path, answers: int, rate: float, tokens: int, checkpoint_interval: float | None = None
 ) -> dict[str, Any]:
@@ -546,7 +495,7 @@ def _median(values: list[Any]) -> Any:
     return first
 
 
-PHASES = ("baseline", "parley", "sse")
+PHASES = ("baseline", "parley")
 
 
 def run(
@@ -569,8 +518,7 @@ def run(
         loop: ``"uvloop"`` (what Parley runs on when uvloop is installed) or ``"asyncio"``.
         rounds: how many times to run the phases (order alternating each round); the headline
             figures are the median over rounds, leaf by leaf.
-        phases: which of ``"baseline"``, ``"parley"`` and ``"sse"`` (raw HTTP + ``json.loads``, below
-            the SDK) to run; baseline and parley for the ratios.
+        phases: which of ``"baseline"`` and ``"parley"`` to run; both for the ratios.
         checkpoint_interval: Parley's ``checkpoint_interval`` in seconds (None: its default setting).
         profile: when set, cProfile each phase into ``<stem>-<phase>.prof`` beside it (figures inflated).
 
@@ -600,7 +548,6 @@ def run(
     factories: dict[str, Callable[[str, Path], Any]] = {
         "baseline": lambda url, _tmp: _baseline(url, answers, rate, tokens),
         "parley": lambda url, tmp: _parley(url, tmp, answers, rate, tokens, checkpoint_interval),
-        "sse": lambda url, _tmp: _sse_floor(url, answers, rate, tokens),
     }
     upstream = UpstreamProcess(tokens, rate)
     reports: list[str] = []
@@ -785,9 +732,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 answers x 80 tokens at 20 tokens/s")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="event loop (default uvloop)")
     parser.add_argument("--rounds", type=int, default=1, help="repeat both phases, report medians (default 1)")
-    parser.add_argument(
-        "--phases", default="baseline,parley", help="comma-separated: baseline, parley, sse (default baseline,parley)"
-    )
+    parser.add_argument("--phases", default="baseline,parley", help="comma-separated: baseline, parley (default both)")
     parser.add_argument(
         "--checkpoint-interval", type=float, help="Parley's checkpoint_interval in seconds (default: its setting)"
     )

@@ -64,20 +64,11 @@ from typing import Any
 import psutil
 
 from bench.baselines import AppSpec
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, free_port
 from tests.fake_upstream import FakeUpstreamProcess, Script
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-CHROMIUM = "/usr/bin/chromium"
-#: Flags for a root, headless, offline Chromium (the same as the browser tests').
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 MODEL = "fake-model"
 API_KEY = "bench-key"
 #: Seconds waited after the last token is in the DOM, so end-of-answer messages count in the window.
@@ -224,15 +215,6 @@ def app_versions(spec: AppSpec, python: Path) -> dict[str, str]:
         return json.loads(done.stdout)
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return {}
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
