@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ..provider import ChatStream, Provider, ProviderError
 from ..store import Conversation, Message, NotFound, Role, Status, Store
-from .generation import Delta, Event, Finished, Generation, Phase
+from .generation import Event, Generation, Phase, replay
 
 log = logging.getLogger(__name__)
 
@@ -180,10 +180,8 @@ class Engine:
             async for event in generation.follow(offset):
                 yield event
             return
-        message = await asyncio.to_thread(self.store.get_message, message_id)
-        if len(message.content) > offset:
-            yield Delta(message.content[offset:])
-        yield Finished(message)
+        for event in replay(await asyncio.to_thread(self.store.get_message, message_id), offset):
+            yield event
 
     def model_for(self, conversation_model: str | None) -> str:
         """The model an answer uses: the conversation's, else the default."""
@@ -217,7 +215,7 @@ class Engine:
         if conversation_id is not None and self.busy(conversation_id):
             raise ConversationBusy("Wait for the current answer to finish, or stop it, before sending another message.")
         if conversation_id is None:
-            conversation = Conversation(title=make_title(content), temperature=self.default_temperature)
+            conversation = Conversation(title=DEFAULT_TITLE, temperature=self.default_temperature)
         else:
             conversation = self.store.get_conversation(conversation_id)
         temperature = conversation.temperature if temperature is None else temperature

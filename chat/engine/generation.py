@@ -53,6 +53,12 @@ Event = Delta | PhaseChanged | Finished
 Subscriber = Callable[[Event], None]
 
 
+def replay(message: Message, offset: int = 0) -> list[Event]:
+    """The events of an answer already stored: its text after ``offset`` characters (if any), then ``Finished``."""
+    rest = message.content[offset:]
+    return [Delta(rest), Finished(message)] if rest else [Finished(message)]
+
+
 class Generation:
     """The live state of one assistant message while it is generated.
 
@@ -114,9 +120,8 @@ class Generation:
         """
         if self.done:
             assert self.result is not None
-            if len(self.result.content) > offset:
-                yield Delta(self.result.content[offset:])
-            yield Finished(self.result)
+            for event in replay(self.result, offset):
+                yield event
             return
         pending: deque[Event] = deque()
         arrived = asyncio.Event()
