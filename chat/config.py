@@ -101,13 +101,29 @@ class Settings(BaseSettings):
     embedded_threads: int | None = Field(None, ge=1, description="CPU threads for the embedded model.")
     insecure_expose_without_login: bool = Field(
         False,
-        description="Listen on a non-loopback --host although Parley has no login yet: anyone who reaches the port "
-        "reads every conversation and spends the upstream's API key.",
+        description="Listen on a non-loopback --host although no user exists (so no login is asked): anyone who "
+        "reaches the port reads every conversation and spends the upstream's API key.",
     )
-    storage_secret: SecretStr = Field(
-        SecretStr("parley-local"),
-        description="Secret that signs NiceGUI's browser-session cookie.",
+    storage_secret: SecretStr | None = Field(
+        None,
+        description="Secret that signs the browser's session cookie, which holds the login (default: generated "
+        "once into <data-dir>/session-secret).",
     )
+    secure_cookies: bool = Field(
+        False,
+        description="Send the session cookie over HTTPS only: set it when a reverse proxy serves Parley over HTTPS.",
+    )
+    messages_per_minute: int | None = Field(
+        20,
+        ge=1,
+        description="Most messages (sends and regenerations) a user may send per minute, with accounts; "
+        "over it: 429 with Retry-After.",
+    )
+    concurrent_answers: int | None = Field(
+        2, ge=1, description="Most answers of one user generating at once, with accounts."
+    )
+    login_attempts_per_ip: int = Field(20, ge=1, description="Failed logins allowed per client address per minute.")
+    login_attempts_per_name: int = Field(5, ge=1, description="Failed logins allowed per user name per minute.")
 
     @field_validator("openai_base_url")
     @classmethod
@@ -147,9 +163,7 @@ def load_settings(argv: list[str] | None = None) -> Settings:
         The settings.
 
     Exits:
-        with status 2 and one line per bad setting on standard error (no traceback) when a value is invalid, or
-        with status 2 and one line when ``host`` is not a loopback address and ``insecure_expose_without_login``
-        is not set (there is no login yet).
+        with status 2 and one line per bad setting on standard error (no traceback) when a value is invalid.
     """
     try:
         settings = Settings() if argv is None else Settings(_cli_parse_args=argv)
@@ -161,12 +175,21 @@ def load_settings(argv: list[str] | None = None) -> Settings:
             value = problem.get("input")
             print(f"parley: invalid setting {name} ({flag} / {source}) = {value!r}: {problem['msg']}", file=sys.stderr)
         raise SystemExit(2) from None
-    if not settings.on_loopback and not settings.insecure_expose_without_login:
+    return settings
+
+
+def check_exposure(settings: Settings, accounts_enabled: bool) -> None:
+    """Refuse to listen on a non-loopback ``host`` without accounts (no user in the database) unless
+    ``insecure_expose_without_login`` is set.
+
+    Exits:
+        with status 2 and one line on standard error.
+    """
+    if not settings.on_loopback and not accounts_enabled and not settings.insecure_expose_without_login:
         print(
-            f"parley: refusing to listen on {settings.host}: Parley has no login yet, so anyone who reaches it reads "
-            "every conversation and spends the API key. Listen on 127.0.0.1 (behind a reverse proxy with its own "
-            "login), or pass --insecure-expose-without-login.",
+            f"parley: refusing to listen on {settings.host} without accounts: anyone who reaches it would read every "
+            "conversation and spend the API key. Add a user first (python app.py user add NAME --admin), listen on "
+            "127.0.0.1, or pass --insecure-expose-without-login.",
             file=sys.stderr,
         )
         raise SystemExit(2)
-    return settings

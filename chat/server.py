@@ -12,8 +12,10 @@ from typing import Any
 from nicegui import app, ui
 
 from .api import register_api
-from .config import EMBEDDED_MODEL, Settings
-from .engine import Engine
+from .auth import Accounts, session_secret
+from .auth.http import register_login
+from .config import EMBEDDED_MODEL, Settings, check_exposure
+from .engine import Engine, Limits
 from .provider import EmbeddedModelServer, Provider, ProviderError
 from .provider.errors import redact
 from .provider.tokens import CounterCache
@@ -39,6 +41,7 @@ class Services:
     provider: Provider
     engine: Engine
     embedded: EmbeddedModelServer | None
+    accounts: Accounts
 
 
 def provider_options(settings: Settings) -> dict[str, Any]:
@@ -116,8 +119,15 @@ def build_services(settings: Settings) -> Services:
         default_temperature=settings.temperature,
         checkpoint_interval=settings.checkpoint_interval,
         max_message_length=settings.max_message_length,
+        limits=Limits(settings.messages_per_minute, settings.concurrent_answers),
     )
-    return Services(settings, store, provider, engine, embedded)
+    accounts = Accounts(
+        store,
+        login_attempts_per_ip=settings.login_attempts_per_ip,
+        login_attempts_per_name=settings.login_attempts_per_name,
+        enabled=False,  # until the schema is migrated: see ``setup``
+    )
+    return Services(settings, store, provider, engine, embedded, accounts)
 
 
 async def choose_default_model(services: Services) -> None:
@@ -140,6 +150,8 @@ def setup(settings: Settings) -> Services:
     background: list[asyncio.Task[None]] = []
 
     services.store.migrate()
+    services.accounts.enabled = services.store.count_users() > 0
+    check_exposure(settings, services.accounts.enabled)
     services.engine.recover()
 
     async def startup() -> None:
@@ -161,8 +173,10 @@ def setup(settings: Settings) -> Services:
     app.on_startup(startup)
     app.on_shutdown(shutdown)
     app.add_middleware(ContentSecurityPolicy)
-    register_pages(services.engine, services.store, services.provider.models)
-    register_api(app, services.engine, services.store)
+    register_pages(services.engine, services.store, services.provider.models, services.accounts)
+    # after the pages: NiceGUI's @ui.page("/login") removes every route at that path, POST /login included
+    register_login(app, services.accounts)
+    register_api(app, services.engine, services.store, services.accounts)
     return services
 
 
@@ -179,14 +193,27 @@ class RedactingFormatter(logging.Formatter):
 
 
 def run(settings: Settings) -> None:
-    """Serve Parley until interrupted (blocks)."""
+    """Serve Parley until interrupted (blocks).
+
+    Exits:
+        with status 2 and one line on standard error when ``host`` is not a loopback address, no user exists and
+        ``--insecure-expose-without-login`` is not given (``check_exposure``).
+    """
+    if not settings.on_loopback:  # refuse before logging is set up, so the refusal is the one line printed
+        store = Store(settings.sqlalchemy_url)
+        store.migrate()
+        check_exposure(settings, store.count_users() > 0)
+        store.close()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     for handler in logging.getLogger().handlers:
         handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", api_key))
-    setup(settings)
+    services = setup(settings)
     where = "the embedded model" if settings.uses_embedded_model else settings.openai_base_url or "OpenAI"
-    log.info("Parley on http://%s:%s, answering with %s", settings.host, settings.port, where)
+    mode = "accounts: a login is required" if services.accounts.enabled else "no accounts: no login"
+    log.info("Parley on http://%s:%s, answering with %s (%s)", settings.host, settings.port, where, mode)
+    secret = session_secret(settings.data_dir, settings.storage_secret.get_secret_value() if settings.storage_secret
+                            else None)  # fmt: skip
     ui.run(
         host=settings.host,
         port=settings.port,
@@ -194,7 +221,8 @@ def run(settings: Settings) -> None:
         favicon="💬",
         reload=False,
         show=False,
-        storage_secret=settings.storage_secret.get_secret_value(),
+        storage_secret=secret,
+        session_middleware_kwargs={"https_only": settings.secure_cookies, "same_site": "lax"},
         show_welcome_message=False,
         fastapi_docs={  # /docs (Swagger UI), /redoc and /openapi.json: the /api and /v1 routes, not the pages
             "title": "Parley API",

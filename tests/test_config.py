@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chat.config import load_settings
+from chat.config import check_exposure, load_settings
 
 from .browser import ROOT, clean_env
 
@@ -41,7 +41,7 @@ def test_defaults_flags_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_pat
         (["--port", "70000"], {}, "invalid setting port (--port / PARLEY_PORT) = '70000'"),
         ([], {"PARLEY_TEMPERATURE": "hot"}, "invalid setting temperature (--temperature / PARLEY_TEMPERATURE)"),
         ([], {"OPENAI_BASE_URL": "localhost:11434"}, "openai_base_url (--openai-base-url / OPENAI_BASE_URL)"),
-        (["--host", "0.0.0.0"], {}, "refusing to listen on 0.0.0.0: Parley has no login yet"),
+        (["--host", "0.0.0.0"], {}, "refusing to listen on 0.0.0.0 without accounts"),
         ([], {"PARLEY_HOST": "parley.example.org"}, "pass --insecure-expose-without-login"),
     ],
 )
@@ -66,15 +66,16 @@ def test_help_lists_the_options() -> None:
 
 
 @pytest.mark.parametrize(
-    ("host", "flag", "allowed"),
-    [("127.0.0.1", False, True), ("127.0.1.1", False, True), ("::1", False, True), ("localhost", False, True),
-     ("0.0.0.0", False, False), ("192.168.1.5", False, False), ("0.0.0.0", True, True)],
+    ("host", "flag", "accounts", "allowed"),
+    [("127.0.0.1", False, False, True), ("127.0.1.1", False, False, True), ("::1", False, False, True),
+     ("localhost", False, False, True), ("0.0.0.0", False, False, False), ("192.168.1.5", False, False, False),
+     ("0.0.0.0", True, False, True), ("0.0.0.0", False, True, True)],
 )  # fmt: skip
-def test_only_loopback_without_the_loud_flag(host: str, flag: bool, allowed: bool) -> None:
-    args = ["--host", host] + (["--insecure-expose-without-login"] if flag else [])
+def test_only_loopback_without_accounts_or_the_loud_flag(host: str, flag: bool, accounts: bool, allowed: bool) -> None:
+    settings = load_settings(["--host", host] + (["--insecure-expose-without-login"] if flag else []))
     if allowed:
-        assert load_settings(args).host == host
+        check_exposure(settings, accounts)
     else:
         with pytest.raises(SystemExit) as exit_info:
-            load_settings(args)
+            check_exposure(settings, accounts)
         assert exit_info.value.code == 2

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from ..provider import ChatStream, Provider, ProviderError
 from ..store import Conversation, Message, NotFound, Role, Status, Store
 from .generation import Event, Generation, Phase, replay
+from .policy import LOCAL, Account, Limits, ModelNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,10 @@ class Engine:
         default_temperature: the temperature of new conversations, 0 to 2.
         checkpoint_interval: seconds between two saves of a streaming answer's partial text.
         max_message_length: the longest message ``send`` accepts, in characters.
+        limits: per-user limits on messages per minute and concurrent answers (default: none).
+
+    Every method that names a conversation or message takes the ``account`` it is done for (default ``LOCAL``, the
+    one person of personal mode): another user's conversation is ``NotFound``, as if it did not exist.
     """
 
     def __init__(
@@ -95,8 +100,10 @@ class Engine:
         default_temperature: float = 0.7,
         checkpoint_interval: float = 0.5,
         max_message_length: int = 100_000,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
+        self.limits = limits or Limits()
         self.max_message_length = max_message_length
         self.provider = provider
         self.default_model = default_model
@@ -151,10 +158,11 @@ class Engine:
 
     # -- conversations ---------------------------------------------------------------------------
 
-    def create_conversation(self, **fields: object) -> int:
-        """Create a conversation with the default temperature; return its id. The title is cleaned as in
-        ``update_conversation`` (whitespace collapsed, at most 200 characters, blank: "New chat")."""
+    def create_conversation(self, account: Account = LOCAL, **fields: object) -> int:
+        """Create a conversation of ``account`` with the default temperature; return its id. The title is cleaned as
+        in ``update_conversation`` (whitespace collapsed, at most 200 characters, blank: "New chat")."""
         fields.setdefault("temperature", self.default_temperature)
+        fields["user_id"] = account.user_id
         if "title" in fields:
             fields["title"] = clean_title(fields["title"])
         conversation = self.store.create_conversation(**fields)
@@ -162,19 +170,23 @@ class Engine:
         self.notify(conversation.id, "created")
         return conversation.id
 
-    def update_conversation(self, conversation_id: int, **fields: object) -> None:
-        """Change a conversation's title, system prompt, model or temperature. Raises NotFound, ValueError."""
+    def update_conversation(self, conversation_id: int, account: Account = LOCAL, **fields: object) -> None:
+        """Change a conversation's title, system prompt, model or temperature. Raises NotFound, ValueError,
+        ModelNotAllowed."""
         if "title" in fields:
             fields["title"] = clean_title(fields["title"])
         if "temperature" in fields and not 0 <= float(fields["temperature"]) <= 2:  # type: ignore[arg-type]
             raise ValueError("temperature must be between 0 and 2")
         if "model" in fields:
             fields["model"] = (str(fields["model"] or "").strip()) or None
+            self.check_model(account, self.model_for(fields["model"]))  # type: ignore[arg-type]
+        self.store.get_conversation(conversation_id, owner=account.owner)
         self.store.update_conversation(conversation_id, **fields)
         self.notify(conversation_id, "updated")
 
-    async def delete_conversation(self, conversation_id: int) -> None:
+    async def delete_conversation(self, conversation_id: int, account: Account = LOCAL) -> None:
         """Stop its running answer, if any, then delete the conversation. Raises NotFound."""
+        await asyncio.to_thread(self.store.get_conversation, conversation_id, owner=account.owner)
         await self.cancel_conversation(conversation_id)
         self.store.delete_conversation(conversation_id)
         self.notify(conversation_id, "deleted")
@@ -200,11 +212,29 @@ class Engine:
         finally:
             self._claimed.discard(conversation_id)
 
-    def live(self, message_id: int) -> Generation | None:
-        """The running generation of this message, or None when it is not streaming."""
-        return self.generations.get(message_id)
+    def live(self, message_id: int, account: Account = LOCAL) -> Generation | None:
+        """The running generation of this message, or None when it is not streaming (or not ``account``'s)."""
+        generation = self.generations.get(message_id)
+        if generation is None or (account.owner is not None and generation.user_id != account.owner):
+            return None
+        return generation
 
-    async def follow(self, message_id: int, offset: int = 0) -> AsyncIterator[Event]:
+    def running_answers(self, account: Account) -> int:
+        """How many answers of ``account`` are generating now."""
+        return sum(1 for generation in self.generations.values() if generation.user_id == account.user_id)
+
+    def check_model(self, account: Account, model: str) -> None:
+        """Raise ModelNotAllowed unless ``account`` may use ``model``."""
+        if not account.may_use(model):
+            raise ModelNotAllowed(f"You may not use the model {model!r}; ask an admin, or choose another model.")
+
+    def record_usage(self, account: Account, prompt_tokens: int | None, completion_tokens: int | None) -> None:
+        """Add an answer's tokens to ``account``'s daily usage (nothing in personal mode). Blocking: call it in a
+        thread."""
+        if account.user_id is not None:
+            self.store.add_usage(account.user_id, prompt_tokens or 0, completion_tokens or 0)
+
+    async def follow(self, message_id: int, offset: int = 0, account: Account = LOCAL) -> AsyncIterator[Event]:
         """Follow an assistant message from character ``offset`` on, live or stored: the one source for every stream
         a view serves (the page's per-answer WebSocket, the HTTP API's SSE).
 
@@ -217,16 +247,18 @@ class Engine:
             message_id: the assistant message.
             offset: how many characters (Python ``str`` code points, not bytes or UTF-16 units) the consumer
                 already has; clamped to the text's length.
+            account: who follows it.
 
         Raises:
-            NotFound: no such message.
+            NotFound: no such message (or not ``account``'s).
         """
         generation = self.generations.get(message_id)
-        if generation is not None:
+        if generation is not None and (account.owner is None or generation.user_id == account.owner):
             async for event in generation.follow(offset):
                 yield event
             return
-        for event in replay(await asyncio.to_thread(self.store.get_message, message_id), offset):
+        message = await asyncio.to_thread(self.store.get_message, message_id, owner=account.owner)
+        for event in replay(message, offset):
             yield event
 
     def model_for(self, conversation_model: str | None) -> str:
@@ -236,7 +268,13 @@ class Engine:
     # -- answers ---------------------------------------------------------------------------------
 
     async def send(
-        self, conversation_id: int | None, content: str, *, temperature: float | None = None, model: str | None = None
+        self,
+        conversation_id: int | None,
+        content: str,
+        *,
+        temperature: float | None = None,
+        model: str | None = None,
+        account: Account = LOCAL,
     ) -> tuple[Message, Message]:
         """Store a user message and start generating the answer to it.
 
@@ -246,6 +284,7 @@ class Engine:
             content: what the user wrote, kept exactly but for NUL and lone surrogates (see ``clean_text``).
             temperature: overrides the conversation's temperature for this answer.
             model: overrides the conversation's model for this answer.
+            account: who sends it: the owner of a new conversation; another user's conversation is NotFound.
 
         Returns:
             ``(user_message, assistant_message)``; the assistant message is ``streaming``; both carry the
@@ -255,7 +294,9 @@ class Engine:
             EmptyMessage: nothing but whitespace.
             MessageTooLong: longer than ``max_message_length`` characters.
             ConversationBusy: the conversation is already answering.
-            NotFound: no such conversation.
+            NotFound: no such conversation (or not ``account``'s).
+            ModelNotAllowed: ``account`` may not use the answer's model.
+            RateLimited: ``account`` is over its messages per minute or its concurrent answers (``Limits``).
         """
         if not content.strip():
             raise EmptyMessage("Type a message first.")
@@ -265,18 +306,25 @@ class Engine:
                 "Shorten it or send it in parts."
             )
         content = clean_text(content)
+        running = self.running_answers(account)
 
         def store_exchange() -> tuple[Message, Message, list[dict[str, str]], str | None]:
-            """In a thread, in one hop: read the conversation, store the exchange, build the request's messages."""
+            """In a thread, in one hop: read the conversation, check the account, store the exchange, build the
+            request's messages."""
             if conversation_id is None:
-                conversation = Conversation(title=DEFAULT_TITLE, temperature=self.default_temperature)
+                conversation = Conversation(
+                    title=DEFAULT_TITLE, temperature=self.default_temperature, user_id=account.user_id
+                )
             else:
-                conversation = self.store.get_conversation(conversation_id)
+                conversation = self.store.get_conversation(conversation_id, owner=account.owner)
+            answer_model = model or self.model_for(conversation.model)
+            self.check_model(account, answer_model)
+            self.limits.admit(account, running)
             first_title = make_title(content) if conversation.title == DEFAULT_TITLE else None  # the first message
             user, assistant = self.store.add_exchange(
                 conversation_id,
                 content,
-                model=model or self.model_for(conversation.model),
+                model=answer_model,
                 temperature=conversation.temperature if temperature is None else temperature,
                 first_title=first_title,
                 new_conversation=conversation if conversation_id is None else None,
@@ -286,7 +334,7 @@ class Engine:
         with self._claim(conversation_id, "Wait for the current answer to finish, or stop it, before sending another "
                                           "message."):  # fmt: skip
             user, assistant, messages, first_title = await asyncio.to_thread(store_exchange)
-            self._start(assistant, messages)
+            self._start(assistant, messages, account.user_id)
         if conversation_id is None:
             self.notify(user.conversation_id, "created")
         elif user.parent_id is None and first_title is not None:
@@ -294,29 +342,37 @@ class Engine:
         self.notify(user.conversation_id, "message")
         return user, assistant
 
-    async def regenerate(self, message_id: int, *, temperature: float | None = None) -> Message:
+    async def regenerate(
+        self, message_id: int, *, temperature: float | None = None, account: Account = LOCAL
+    ) -> Message:
         """Generate a new variant of an assistant message; the old ones are kept.
 
         Args:
             message_id: any variant of the assistant turn.
             temperature: the new variant's temperature (default: the conversation's).
+            account: who asks; it counts as one of their messages (``Limits``).
 
         Returns:
             The new, selected, ``streaming`` variant.
 
         Raises:
-            ConversationBusy, NotFound, ValueError (not an assistant message, or temperature out of 0..2).
+            ConversationBusy, NotFound (also another user's message), ValueError (not an assistant message, or
+            temperature out of 0..2), ModelNotAllowed, RateLimited.
         """
         if temperature is not None and not 0 <= temperature <= 2:
             raise ValueError("temperature must be between 0 and 2")
-        original = await asyncio.to_thread(self.store.get_message, message_id)
+        original = await asyncio.to_thread(self.store.get_message, message_id, owner=account.owner)
+        running = self.running_answers(account)
 
         def store_variant() -> tuple[Message, list[dict[str, str]]]:
-            """In a thread, in one hop: store the new variant, build the request's messages."""
+            """In a thread, in one hop: check the account, store the new variant, build the request's messages."""
             conversation = self.store.get_conversation(original.conversation_id)
+            answer_model = self.model_for(conversation.model)
+            self.check_model(account, answer_model)
+            self.limits.admit(account, running)
             variant = self.store.add_variant(
                 message_id,
-                model=self.model_for(conversation.model),
+                model=answer_model,
                 temperature=conversation.temperature if temperature is None else temperature,
             )
             return variant, self.request_messages(variant, conversation.system_prompt)
@@ -324,22 +380,24 @@ class Engine:
         with self._claim(original.conversation_id, "Wait for the current answer to finish, or stop it, before "
                                                    "regenerating."):  # fmt: skip
             variant, messages = await asyncio.to_thread(store_variant)
-            self._start(variant, messages)
+            self._start(variant, messages, account.user_id)
         self.notify(original.conversation_id, "message")
         return variant
 
-    def select_variant(self, message_id: int) -> None:
-        """Show this variant of its turn. Raises NotFound."""
+    def select_variant(self, message_id: int, account: Account = LOCAL) -> None:
+        """Show this variant of its turn. Raises NotFound (also another user's message)."""
+        self.store.get_message(message_id, owner=account.owner)
         message = self.store.select_variant(message_id)
         self.notify(message.conversation_id, "message")
 
-    async def cancel(self, message_id: int) -> bool:
+    async def cancel(self, message_id: int, account: Account = LOCAL) -> bool:
         """Stop a running answer: close the upstream stream, store the partial text as ``cancelled``.
 
         Returns:
-            True when the answer was running (it is stored once this returns), False otherwise.
+            True when the answer was running (it is stored once this returns), False otherwise (also when it is not
+            ``account``'s).
         """
-        generation = self.generations.get(message_id)
+        generation = self.live(message_id, account)
         if generation is None or generation.task is None:
             return False
         generation.cancelled_by_user = True
@@ -352,6 +410,11 @@ class Engine:
         """Stop the answer running in a conversation, if any (see ``cancel``); True when one was running."""
         running = [g.message_id for g in self.generations.values() if g.conversation_id == conversation_id]
         return any([await self.cancel(message_id) for message_id in running])
+
+    async def cancel_user(self, user_id: int) -> int:
+        """Stop every running answer of a user (before the user is deleted or disabled); return how many."""
+        running = [g.message_id for g in self.generations.values() if g.user_id == user_id]
+        return sum([await self.cancel(message_id) for message_id in running])
 
     def request_messages(self, assistant: Message, system_prompt: str) -> list[dict[str, str]]:
         """The chat completion messages for an answer: the system prompt, then the turns before it.
@@ -374,9 +437,9 @@ class Engine:
 
     # -- the generation task ---------------------------------------------------------------------
 
-    def _start(self, assistant: Message, messages: list[dict[str, str]]) -> Generation:
+    def _start(self, assistant: Message, messages: list[dict[str, str]], user_id: int | None) -> Generation:
         assert assistant.id is not None
-        generation = Generation(assistant.id, assistant.conversation_id)
+        generation = Generation(assistant.id, assistant.conversation_id, user_id)
         self.generations[assistant.id] = generation
         generation.task = asyncio.get_running_loop().create_task(
             self._generate(generation, assistant, messages), name=f"generation-{assistant.id}"
@@ -485,10 +548,16 @@ class Engine:
         """Store the answer's final text and fields, end the generation and tell the watchers."""
         if generation.message_id not in self.generations:
             return  # already stored
+
+        def store() -> Message:
+            message = self.store.finish_message(generation.message_id, content=generation.text, **fields)
+            if generation.user_id is not None and fields.get("completion_tokens") is not None:
+                self.store.add_usage(generation.user_id, fields.get("prompt_tokens") or 0,  # type: ignore[arg-type]
+                                     fields["completion_tokens"])  # type: ignore[arg-type]  # fmt: skip
+            return message
+
         try:
-            message = await asyncio.to_thread(
-                self.store.finish_message, generation.message_id, content=generation.text, **fields
-            )
+            message = await asyncio.to_thread(store)
         except NotFound:  # the conversation was deleted meanwhile
             message = Message(
                 id=generation.message_id, conversation_id=generation.conversation_id, role=Role.assistant,

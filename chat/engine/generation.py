@@ -66,11 +66,13 @@ class Generation:
     Args:
         message_id: the assistant message's id.
         conversation_id: its conversation's id.
+        user_id: the conversation's owner (None: personal mode).
     """
 
-    def __init__(self, message_id: int, conversation_id: int) -> None:
+    def __init__(self, message_id: int, conversation_id: int, user_id: int | None = None) -> None:
         self.message_id = message_id
         self.conversation_id = conversation_id
+        self.user_id = user_id
         self.phase = Phase.thinking
         self.task: asyncio.Task[None] | None = None
         self.cancelled_by_user = False

@@ -1,6 +1,9 @@
 """Storage: SQLModel tables and the only code that touches the database."""
 
-from .models import Conversation, Message, Role, Status
-from .store import NotFound, Store, selected_path
+from .models import ApiToken, Conversation, DailyUsage, Message, Role, Status, User
+from .store import NameTaken, NotFound, Store, selected_path
 
-__all__ = ["Conversation", "Message", "NotFound", "Role", "Status", "Store", "selected_path"]
+__all__ = [
+    "ApiToken", "Conversation", "DailyUsage", "Message", "NameTaken", "NotFound", "Role", "Status", "Store", "User",
+    "selected_path",
+]  # fmt: skip

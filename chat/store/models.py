@@ -1,4 +1,4 @@
-"""The database tables: conversations and their messages.
+"""The database tables: conversations and their messages; users, their login sessions, API tokens and daily usage.
 
 Messages form a tree through ``parent_id`` (the message they answer or follow), as in the
 chat UIs people know: regenerating an assistant turn adds a *variant*, a sibling with the same
@@ -8,10 +8,10 @@ that starts at the selected root and follows the selected child at each step.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, ForeignKey, Integer
+from sqlalchemy import Column, ForeignKey, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -38,10 +38,79 @@ class Status(StrEnum):
     interrupted = "interrupted"  # Parley stopped (crash, restart) while it streamed; last checkpoint kept
 
 
+def _owner_column() -> Column:
+    """The ``user_id`` column of a row that belongs to a user and goes with them."""
+    return Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+
+
+class User(SQLModel, table=True):
+    """A person who logs in (team mode: Parley requires a login once one user exists)."""
+
+    __tablename__ = "users"  # "user" is a reserved word in PostgreSQL
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True, index=True)
+    password_hash: str  # argon2id, in the PHC string format ("$argon2id$v=19$m=...")
+    is_admin: bool = False
+    disabled: bool = False
+    models: str | None = None  # the models this user may use, one per line; None: every model
+    created_at: datetime = Field(default_factory=utcnow)
+    last_login_at: datetime | None = None
+
+    @property
+    def allowed_models(self) -> frozenset[str] | None:
+        """The models this user may use, or None for every model."""
+        return None if self.models is None else frozenset(line for line in self.models.splitlines() if line)
+
+
+class LoginSession(SQLModel, table=True):
+    """A browser logged in as a user. The browser holds the token in Parley's signed session cookie; the database
+    holds only its SHA-256, so a copy of the database logs nobody in."""
+
+    __tablename__ = "login_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)  # hex SHA-256 of the token
+    user_id: int = Field(sa_column=_owner_column())
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiToken(SQLModel, table=True):
+    """A user's token for ``Authorization: Bearer …`` on ``/api`` and ``/v1``: shown once, stored as its SHA-256."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=_owner_column())
+    name: str = Field(max_length=100)
+    prefix: str = Field(max_length=16)  # the token's first characters, to recognise it in a list
+    token_hash: str = Field(max_length=64, unique=True, index=True)  # hex SHA-256 of the token
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+
+
+class DailyUsage(SQLModel, table=True):
+    """Tokens a user's answers used on one day (UTC), stored or not (``/v1`` with ``store: false``)."""
+
+    __tablename__ = "daily_usage"
+    __table_args__ = (UniqueConstraint("user_id", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=_owner_column())
+    day: date
+    answers: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
 class Conversation(SQLModel, table=True):
     """A conversation: its settings and its messages."""
 
     id: int | None = Field(default=None, primary_key=True)
+    user_id: int | None = Field(  # its owner; None: made without accounts (personal mode)
+        default=None, sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True)
+    )
     title: str = Field(default="New chat", max_length=200)
     system_prompt: str = ""
     model: str | None = None  # None: the app's default model

@@ -9,23 +9,34 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, bindparam, event, func, update
+from sqlalchemy import Engine, bindparam, delete, event, func, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, create_engine, select
 
-from .models import Conversation, Message, Role, Status, utcnow
+from .models import ApiToken, Conversation, DailyUsage, LoginSession, Message, Role, Status, User, utcnow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
-T = TypeVar("T", Conversation, Message)
+T = TypeVar("T", Conversation, Message, User, ApiToken)
+#: Seconds between two saves of a login session's or API token's "last used" time (not one write per request).
+LAST_USED_RESOLUTION = 60.0
+#: A login session unused for this long has ended (the browser's cookie lasts 14 days after its last use too).
+SESSION_IDLE_LIMIT = timedelta(days=14)
 
 
 class NotFound(LookupError):
-    """Raised when a conversation or message id does not exist."""
+    """Raised when a conversation, message, user or token id does not exist, or belongs to another user (the same
+    answer, so ids of other people's conversations cannot be probed)."""
+
+
+class NameTaken(ValueError):
+    """Raised when a user name is already in use."""
 
 
 def normalize_url(url: str) -> str:
@@ -112,16 +123,20 @@ class Store:
             session.commit()
             return conversation
 
-    def list_conversations(self, limit: int = 500) -> list[Conversation]:
-        """The most recently updated conversations first, at most ``limit``."""
+    def list_conversations(self, limit: int = 500, *, owner: int | None = None) -> list[Conversation]:
+        """The most recently updated conversations first, at most ``limit``; with ``owner``, only that user's."""
         with self._session() as session:
             query = select(Conversation).order_by(col(Conversation.updated_at).desc(), col(Conversation.id).desc())
+            if owner is not None:
+                query = query.where(Conversation.user_id == owner)
             return list(session.exec(query.limit(limit)))
 
-    def get_conversation(self, conversation_id: int) -> Conversation:
-        """The conversation with this id. Raises NotFound."""
+    def get_conversation(self, conversation_id: int, *, owner: int | None = None) -> Conversation:
+        """The conversation with this id. Raises NotFound, also when ``owner`` is given and is not its owner."""
         with self._session() as session:
             conversation = _require(session, Conversation, conversation_id)
+            if owner is not None and conversation.user_id != owner:
+                raise NotFound(f"conversation {conversation_id} not found")
             return conversation
 
     def update_conversation(self, conversation_id: int, **fields: Any) -> Conversation:
@@ -144,10 +159,13 @@ class Store:
 
     # -- messages --------------------------------------------------------------------------------
 
-    def get_message(self, message_id: int) -> Message:
-        """The message with this id. Raises NotFound."""
+    def get_message(self, message_id: int, *, owner: int | None = None) -> Message:
+        """The message with this id. Raises NotFound, also when ``owner`` is given and does not own its
+        conversation."""
         with self._session() as session:
             message = _require(session, Message, message_id)
+            if owner is not None and session.get(Conversation, message.conversation_id).user_id != owner:  # type: ignore[union-attr]
+                raise NotFound(f"message {message_id} not found")
             return message
 
     def messages(self, conversation_id: int) -> list[Message]:
@@ -353,6 +371,175 @@ class Store:
         with self._session() as session:
             return session.exec(select(func.count()).select_from(Message)).one()
 
+    # -- users -----------------------------------------------------------------------------------------
+
+    def count_users(self) -> int:
+        """How many users exist (disabled ones included): 0 means Parley runs without logins (personal mode)."""
+        with self._session() as session:
+            return session.exec(select(func.count()).select_from(User)).one()
+
+    def create_user(self, name: str, password_hash: str, *, is_admin: bool = False) -> User:
+        """Create a user. The first user also becomes the owner of every conversation made before accounts existed.
+
+        Raises:
+            NameTaken: a user with this name exists.
+        """
+        with self._session() as session:
+            if session.exec(select(User).where(User.name == name)).first() is not None:
+                raise NameTaken(f"a user named {name!r} exists already")
+            first = session.exec(select(func.count()).select_from(User)).one() == 0
+            user = User(name=name, password_hash=password_hash, is_admin=is_admin)
+            session.add(user)
+            session.flush()
+            if first:
+                session.execute(update(Conversation).where(col(Conversation.user_id).is_(None)).values(user_id=user.id))
+            try:
+                session.commit()
+            except IntegrityError:  # created by another process meanwhile
+                raise NameTaken(f"a user named {name!r} exists already") from None
+            return user
+
+    def get_user(self, user_id: int) -> User:
+        """The user with this id. Raises NotFound."""
+        with self._session() as session:
+            return _require(session, User, user_id)
+
+    def user_by_name(self, name: str) -> User | None:
+        """The user with this name (exact, case-sensitive), or None."""
+        with self._session() as session:
+            return session.exec(select(User).where(User.name == name)).first()
+
+    def list_users(self) -> list[User]:
+        """Every user, by name."""
+        with self._session() as session:
+            return list(session.exec(select(User).order_by(col(User.name))))
+
+    def update_user(self, user_id: int, **fields: Any) -> User:
+        """Set some of a user's columns (password_hash, is_admin, disabled, models, last_login_at). Raises NotFound."""
+        with self._session() as session:
+            user = _require(session, User, user_id)
+            for name, value in fields.items():
+                setattr(user, name, value)
+            session.add(user)
+            session.commit()
+            return user
+
+    def delete_user(self, user_id: int) -> None:
+        """Delete a user with their conversations, sessions, tokens and usage. Raises NotFound."""
+        with self._session() as session:
+            session.delete(_require(session, User, user_id))
+            session.commit()
+
+    # -- login sessions and API tokens ------------------------------------------------------------
+
+    def add_login_session(self, user_id: int, token_hash: str) -> None:
+        """Store a new login session of ``user_id`` by its token's hash; also records the user's login time."""
+        with self._session() as session:
+            session.add(LoginSession(user_id=user_id, token_hash=token_hash))
+            session.execute(update(User).where(col(User.id) == user_id).values(last_login_at=utcnow()))
+            session.commit()
+
+    def session_user(self, token_hash: str) -> User | None:
+        """The user logged in by the session with this token hash, or None (no such session, or unused for
+        ``SESSION_IDLE_LIMIT``: then it is deleted). Records when it was last used (at most once a minute)."""
+        with self._session() as session:
+            row = session.exec(select(LoginSession).where(LoginSession.token_hash == token_hash)).first()
+            if row is None:
+                return None
+            now = utcnow()
+            if now - _aware(row.last_seen_at) > SESSION_IDLE_LIMIT:
+                session.delete(row)
+                session.commit()
+                return None
+            if (now - _aware(row.last_seen_at)).total_seconds() > LAST_USED_RESOLUTION:
+                row.last_seen_at = now
+                session.add(row)
+                session.commit()
+            return session.get(User, row.user_id)
+
+    def delete_login_sessions(self, *, token_hash: str | None = None, user_id: int | None = None,
+                              keep: str | None = None) -> int:  # fmt: skip
+        """Log out: delete the session with ``token_hash``, or every session of ``user_id`` but the one whose hash is
+        ``keep``. Returns how many were deleted."""
+        statement = delete(LoginSession)
+        if token_hash is not None:
+            statement = statement.where(col(LoginSession.token_hash) == token_hash)
+        elif user_id is not None:
+            statement = statement.where(col(LoginSession.user_id) == user_id)
+            if keep is not None:
+                statement = statement.where(col(LoginSession.token_hash) != keep)
+        else:
+            raise ValueError("delete_login_sessions needs token_hash or user_id")
+        with self._session() as session:
+            result = session.execute(statement)
+            session.commit()
+            return result.rowcount or 0
+
+    def add_api_token(self, user_id: int, name: str, prefix: str, token_hash: str) -> ApiToken:
+        """Store a new API token of ``user_id`` by its hash."""
+        with self._session() as session:
+            token = ApiToken(user_id=user_id, name=name, prefix=prefix, token_hash=token_hash)
+            session.add(token)
+            session.commit()
+            return token
+
+    def api_tokens(self, user_id: int) -> list[ApiToken]:
+        """A user's API tokens, newest first."""
+        with self._session() as session:
+            query = select(ApiToken).where(ApiToken.user_id == user_id).order_by(col(ApiToken.id).desc())
+            return list(session.exec(query))
+
+    def token_user(self, token_hash: str) -> User | None:
+        """The user an API token with this hash belongs to, or None; records when the token was last used."""
+        with self._session() as session:
+            token = session.exec(select(ApiToken).where(ApiToken.token_hash == token_hash)).first()
+            if token is None:
+                return None
+            now = utcnow()
+            if token.last_used_at is None or (now - _aware(token.last_used_at)).total_seconds() > LAST_USED_RESOLUTION:
+                token.last_used_at = now
+                session.add(token)
+                session.commit()
+            return session.get(User, token.user_id)
+
+    def delete_api_token(self, token_id: int, *, owner: int) -> None:
+        """Revoke (delete) one of ``owner``'s API tokens. Raises NotFound (no such token of that user)."""
+        with self._session() as session:
+            token = session.get(ApiToken, token_id)
+            if token is None or token.user_id != owner:
+                raise NotFound(f"API token {token_id} not found")
+            session.delete(token)
+            session.commit()
+
+    # -- usage ------------------------------------------------------------------------------------
+
+    def add_usage(self, user_id: int, prompt_tokens: int, completion_tokens: int, day: date | None = None) -> None:
+        """Add one answer's tokens to ``user_id``'s count for ``day`` (default: today, UTC)."""
+        day = day or utcnow().date()
+        values = {
+            "answers": DailyUsage.answers + 1,
+            "prompt_tokens": DailyUsage.prompt_tokens + prompt_tokens,
+            "completion_tokens": DailyUsage.completion_tokens + completion_tokens,
+        }
+        where = (col(DailyUsage.user_id) == user_id, col(DailyUsage.day) == day)
+        for _ in range(2):  # a concurrent first insert of the day: the second try updates its row
+            with self._session() as session:
+                if (session.execute(update(DailyUsage).where(*where).values(values)).rowcount or 0) == 0:
+                    session.add(DailyUsage(user_id=user_id, day=day, answers=1, prompt_tokens=prompt_tokens,
+                                           completion_tokens=completion_tokens))  # fmt: skip
+                try:
+                    session.commit()
+                    return
+                except IntegrityError:
+                    session.rollback()
+
+    def usage(self, days: int = 14) -> list[DailyUsage]:
+        """Every user's daily usage over the last ``days`` days (UTC, today included), newest day first."""
+        since = utcnow().date() - timedelta(days=days - 1)
+        with self._session() as session:
+            query = select(DailyUsage).where(col(DailyUsage.day) >= since)
+            return list(session.exec(query.order_by(col(DailyUsage.day).desc(), col(DailyUsage.user_id))))
+
     @staticmethod
     def _unselect_siblings(session: Session, message: Message) -> None:
         session.execute(
@@ -369,6 +556,11 @@ class Store:
     @staticmethod
     def _touch(session: Session, conversation_id: int) -> None:
         session.execute(update(Conversation).where(col(Conversation.id) == conversation_id).values(updated_at=utcnow()))
+
+
+def _aware(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC datetime (SQLite gives back naive ones)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _require(session: Session, table: type[T], key: int) -> T:

@@ -1,0 +1,90 @@
+"""``python app.py user …``: creating users and setting passwords from the command line, as an admin would."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chat.auth.passwords import verify_password
+from chat.store import Store
+
+from .browser import clean_env
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def app(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run ``python app.py *args`` in ``tmp_path`` (its data in ``tmp_path/data``), ``stdin`` piped in."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), *args], input=stdin, env=clean_env(PARLEY_DATA_DIR="data"),
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def users(tmp_path: Path) -> dict[str, tuple[bool, str]]:
+    store = Store(f"sqlite:///{tmp_path / 'data' / 'parley.db'}")
+    try:
+        return {user.name: (user.is_admin, user.password_hash) for user in store.list_users()}
+    finally:
+        store.close()
+
+
+def test_user_add_reads_the_password_from_stdin_and_hashes_it(tmp_path: Path) -> None:
+    first = app(tmp_path, "user", "add", "ann", "--admin", stdin="correct horse battery\n")
+    assert first.returncode == 0, first.stderr
+    assert "Added admin user ann." in first.stdout and "Accounts are now on: restart Parley" in first.stdout
+    second = app(tmp_path, "user", "add", "bob", stdin="another password\n")
+    assert second.returncode == 0 and "Accounts are now on" not in second.stdout
+    stored = users(tmp_path)
+    assert stored["ann"][0] and not stored["bob"][0]
+    assert verify_password(stored["ann"][1], "correct horse battery")  # the newline is not part of it
+    assert "correct horse" not in (tmp_path / "data" / "parley.db").read_bytes().decode("latin-1")
+    listing = app(tmp_path, "user", "list")
+    assert listing.stdout.splitlines() == ["ann (admin)", "bob"]
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "expected"),
+    [
+        (["add", "ann"], "short\n", "A password has at least 8 characters."),
+        (["add", "ann"], "", "No password on standard input."),
+        (
+            ["add", "a b"],
+            "long enough password\n",
+            "A user name is 1 to 64 letters, digits, dots, underscores, @ or hyphens.",
+        ),
+        (["add", "taken"], "long enough password\n", "a user named 'taken' exists already"),
+        (["passwd", "nobody"], "long enough password\n", "There is no user named 'nobody'."),
+    ],
+)
+def test_refusals_are_one_line_and_exit_2(tmp_path: Path, args: list[str], stdin: str, expected: str) -> None:
+    assert app(tmp_path, "user", "add", "taken", stdin="first password\n").returncode == 0
+    result = app(tmp_path, "user", *args, stdin=stdin)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"parley: {expected}"]
+    assert set(users(tmp_path)) == {"taken"}
+
+
+def test_user_passwd_sets_a_new_password(tmp_path: Path) -> None:
+    app(tmp_path, "user", "add", "ann", stdin="first password\n")
+    result = app(tmp_path, "user", "passwd", "ann", stdin="second password\n")
+    assert result.returncode == 0 and "their browsers are logged out" in result.stdout
+    assert verify_password(users(tmp_path)["ann"][1], "second password")
+    assert not verify_password(users(tmp_path)["ann"][1], "first password")
+
+
+def test_with_a_user_parley_may_listen_beyond_loopback(tmp_path: Path) -> None:
+    with socket.socket() as taken:  # a port in use: the server gets past the check, then fails to bind and exits
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        refused = app(tmp_path, "--host", "0.0.0.0", "--port", port)
+        assert refused.returncode == 2 and "without accounts" in refused.stderr
+        app(tmp_path, "user", "add", "ann", "--admin", stdin="first password\n")
+        started = app(tmp_path, "--host", "0.0.0.0", "--port", port)
+    assert "without accounts" not in started.stderr
+    assert "accounts: a login is required" in started.stderr
