@@ -13,9 +13,17 @@ upstream stream is closed), as OpenAI does. Errors have OpenAI's shape, ``{"erro
 "code"}}``, with OpenAI's statuses: 400 (invalid request, including FastAPI's validation errors on these routes
 only), 404 (unknown model, unknown ``/v1`` path), 429, and 502 when the upstream fails. A failure after the answer
 has started streaming is an ``{"error": ...}`` event, which the openai SDK raises as ``APIError``.
-"""
 
-from __future__ import annotations
+**Accounts** (team mode, when Parley has users): the API key is a Parley API token (``parley_…``; the browser's
+login session works too). Every route needs one (the router's dependency): a missing, wrong or revoked token, or one
+of a disabled user, is 401 ``invalid_api_key`` (the SDK raises ``AuthenticationError``). A stored request becomes a
+conversation of the token's user; ``store: false`` answers count in their daily usage. ``/v1/models`` lists only the
+models the user may use, and another model is 404 ``model_not_found``, as OpenAI answers a model you have no access
+to. Over the user's limits (messages per minute, answers at once) the answer is 429 ``rate_limit_exceeded`` with
+``Retry-After`` and ``x-should-retry: true``: the openai SDK waits and retries (``max_retries``, 2 by default), as
+for OpenAI's own rate limits; ``store: false`` requests count towards messages per minute but not towards answers at
+once. Other errors from 429 on (the upstream's, after Parley's own ``--retries``) say ``x-should-retry: false``.
+"""
 
 import asyncio
 import contextlib
@@ -28,7 +36,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -36,9 +44,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException
 
-from ..engine import Delta, Engine, Finished, clean_text, make_title
+from ..auth import Accounts
+from ..engine import LOCAL, Account, Delta, Engine, Finished, ModelNotAllowed, RateLimited, clean_text, make_title
 from ..provider import ProviderError
 from ..store import Message, Role, Status, Store
+from .auth import authenticator
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -225,15 +235,44 @@ class OpenAIError(Exception):
 
     def __init__(
         self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
-        code: str | None = None,
+        code: str | None = None, headers: dict[str, str] | None = None,
     ) -> None:  # fmt: skip
         super().__init__(message)
         self.status, self.body = status, ErrorBody(message=message, type=type, param=param, code=code)
+        self.headers = headers or {}
 
     def response(self) -> JSONResponse:
-        # Parley already retried the upstream (``--retries``): the openai SDK must not send the request again
-        headers = {"x-should-retry": "false"} if self.status >= 429 else None
+        """The error as a JSON response. From 429 on it says ``x-should-retry: false`` (Parley already retried the
+        upstream, ``--retries``: the openai SDK must not send the request again) unless ``headers`` say otherwise:
+        Parley's own rate limit sends ``Retry-After`` and lets the SDK retry after it."""
+        headers = {"x-should-retry": "false"} if self.status >= 429 else {}
+        headers.update(self.headers)
         return JSONResponse({"error": self.body.model_dump()}, status_code=self.status, headers=headers)
+
+
+def not_authenticated() -> OpenAIError:
+    """What OpenAI answers for a missing or wrong API key: 401 ``invalid_api_key``."""
+    return OpenAIError(
+        401,
+        "Incorrect or missing API key: send a Parley API token (Authorization: Bearer parley_…, made on Parley's "
+        "settings page).",
+        code="invalid_api_key",
+    )
+
+
+def rate_limited(refusal: RateLimited) -> OpenAIError:
+    """Parley's per-user limit as OpenAI's 429 ``rate_limit_exceeded`` with ``Retry-After``; without
+    ``x-should-retry: false``, so the openai SDK retries after ``Retry-After`` (its ``max_retries``, at most 60 s
+    per wait), as it does for OpenAI's own rate limits."""
+    return OpenAIError(
+        429, str(refusal), type="requests", code="rate_limit_exceeded",
+        headers={"Retry-After": str(refusal.retry_after), "x-should-retry": "true"},
+    )  # fmt: skip
+
+
+def model_not_allowed(refusal: ModelNotAllowed) -> OpenAIError:
+    """A model the account may not use, as OpenAI answers one you have no access to: 404 ``model_not_found``."""
+    return OpenAIError(404, str(refusal), param="model", code="model_not_found")
 
 
 class OpenAIRoute(APIRoute):
@@ -330,9 +369,9 @@ def ending(message: Message) -> End:
     return End(error=message.error or _UNFINISHED.get(message.status, f"The answer ended {message.status}."))
 
 
-async def stored_answer(engine: Engine, message_id: int) -> Answer:
-    """A stored answer as the engine generates it (``Engine.follow``)."""
-    async with contextlib.aclosing(engine.follow(message_id)) as events:
+async def stored_answer(engine: Engine, message_id: int, account: Account = LOCAL) -> Answer:
+    """A stored answer as the engine generates it (``Engine.follow`` as ``account``)."""
+    async with contextlib.aclosing(engine.follow(message_id, 0, account)) as events:
         async for event in events:
             if isinstance(event, Delta):
                 yield event.text
@@ -341,8 +380,11 @@ async def stored_answer(engine: Engine, message_id: int) -> Answer:
                 return
 
 
-async def direct_answer(engine: Engine, messages: list[dict[str, str]], model: str, temperature: float) -> Answer:
-    """An answer straight from the provider, stored nowhere; the upstream stream is closed however this ends."""
+async def direct_answer(
+    engine: Engine, messages: list[dict[str, str]], model: str, temperature: float, account: Account = LOCAL
+) -> Answer:
+    """An answer straight from the provider, stored nowhere; the upstream stream is closed however this ends. A
+    complete answer's tokens are added to ``account``'s usage (``Engine.record_usage``) before its End."""
     try:
         stream = await engine.provider.stream_chat_completion(messages, model=model, temperature=temperature)
     except ProviderError as failure:
@@ -365,7 +407,9 @@ async def direct_answer(engine: Engine, messages: list[dict[str, str]], model: s
     finally:
         with anyio.CancelScope(shield=True):  # also when the client went away (the response's task is cancelled)
             await stream.aclose()
-    yield End(finish_reason or "stop", prompt_tokens, completion_tokens if completion_tokens is not None else chunks)
+    completion_tokens = completion_tokens if completion_tokens is not None else chunks
+    await asyncio.to_thread(engine.record_usage, account, prompt_tokens, completion_tokens)
+    yield End(finish_reason or "stop", prompt_tokens, completion_tokens)
 
 
 class ClientGone(Exception):
@@ -492,8 +536,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
         400: "Invalid request (OpenAI's `invalid_request_error`).",
-        404: "Unknown model (`model_not_found`).",
-        429: "The upstream is limiting requests.",
+        401: "No API token, or a wrong, revoked or disabled user's one (`invalid_api_key`; only when Parley has "
+        "users).",
+        404: "Unknown model, or one you may not use (`model_not_found`).",
+        429: "Your per-user limit (`rate_limit_exceeded`, with `Retry-After`), or the upstream's.",
         502: "The upstream failed before any text (after Parley's retries).",
     }.items()
 }
@@ -509,18 +555,37 @@ SSE_EXAMPLE = (
 )
 
 
-def register_openai(app: FastAPI, engine: Engine, store: Store) -> None:
-    """Add ``GET /v1/models`` and ``POST /v1/chat/completions`` (and OpenAI's 404 for any other ``/v1`` path)."""
-    router = APIRouter(prefix="/v1", route_class=OpenAIRoute, tags=["OpenAI-compatible"])
+def register_openai(app: FastAPI, engine: Engine, store: Store, accounts: Accounts | None = None) -> None:
+    """Add ``GET /v1/models`` and ``POST /v1/chat/completions`` (and OpenAI's 404 for any other ``/v1`` path).
+
+    Every route, the unknown-path one included, depends on ``authenticator(accounts, not_authenticated)`` through
+    the router: in team mode a request without a valid API token or login session is OpenAI's 401
+    ``invalid_api_key``.
+
+    Args:
+        app: the FastAPI app (NiceGUI's).
+        engine: answers (stored ones through ``Engine.send``, others straight from its provider).
+        store: where stored requests become conversations.
+        accounts: who a request is; None: no accounts at all (every request is ``LOCAL``).
+    """
+    current_account = authenticator(accounts, not_authenticated)
+    CurrentAccount = Annotated[Account, Depends(current_account)]
+    router = APIRouter(
+        prefix="/v1",
+        route_class=OpenAIRoute,
+        tags=["OpenAI-compatible"],
+        dependencies=[Depends(current_account)],
+        responses={401: ERRORS[401]},
+    )
 
     @router.get("/models", response_model=ModelList, responses={502: ERRORS[502]})
-    async def list_models() -> ModelList:
-        """The models the upstream serves, in OpenAI's list shape (``client.models.list()``)."""
+    async def list_models(account: CurrentAccount) -> ModelList:
+        """The models the upstream serves that you may use, in OpenAI's list shape (``client.models.list()``)."""
         try:
             ids = await engine.provider.models()
         except ProviderError as failure:
             raise upstream_failure(failure.reason, failure.status, streamed=True) from failure
-        return ModelList(data=[Model(id=model_id) for model_id in ids])
+        return ModelList(data=[Model(id=model_id) for model_id in ids if account.may_use(model_id)])
 
     @router.post(
         "/chat/completions",
@@ -534,7 +599,7 @@ def register_openai(app: FastAPI, engine: Engine, store: Store) -> None:
             **ERRORS,
         },
     )
-    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+    async def chat_completions(body: ChatCompletionRequest, request: Request, account: CurrentAccount) -> Any:
         """Answer ``messages`` with OpenAI's chat completion shapes, streaming (``stream: true``) or not.
 
         Stored as a conversation of Parley's UI unless ``store`` is false; its ids are in the response headers
@@ -542,39 +607,58 @@ def register_openai(app: FastAPI, engine: Engine, store: Store) -> None:
         (stored as ``cancelled``). A failure after text has streamed is a last event
         ``data: {"error": {"message", "type": "server_error", ...}}`` (the openai SDK raises it as ``APIError``);
         without streaming it is a 502 with the reason.
+
+        With accounts, the conversation is yours; a model you may not use is 404 ``model_not_found``, and too many
+        messages in the last minute or answers running at once is 429 ``rate_limit_exceeded`` with ``Retry-After``
+        (nothing is stored then). Requests with ``store`` false count towards messages per minute too.
         """
         system, turns, last = split_messages(body.messages, engine.max_message_length)
         model = body.model.strip()
         headers: dict[str, str] = {}
         on_gone: Callable[[], Awaitable[Any]] | None = None
         temperature = engine.default_temperature if body.temperature is None else body.temperature
+        try:
+            engine.check_model(account, engine.model_for(model))
+        except ModelNotAllowed as refusal:
+            raise model_not_allowed(refusal) from None
         if body.store:
             first_user = next(text for role, text in [*turns, (Role.user, last)] if role == Role.user)
             conversation = await asyncio.to_thread(
                 store.create_conversation,
                 title=make_title(first_user), system_prompt=system, model=model or None, temperature=temperature,
+                user_id=account.user_id,
             )  # fmt: skip
             conversation_id = conversation.id
             assert conversation_id is not None
             engine.notify(conversation_id, "created")
             if turns:
                 await asyncio.to_thread(store.add_history, conversation_id, turns)
-            _, assistant = await engine.send(conversation_id, last)
+            try:
+                _, assistant = await engine.send(conversation_id, last, account=account)
+            except (RateLimited, ModelNotAllowed) as refusal:  # refused: keep nothing of the request
+                await engine.delete_conversation(conversation_id, account)
+                if isinstance(refusal, RateLimited):
+                    raise rate_limited(refusal) from None
+                raise model_not_allowed(refusal) from None
             assert assistant.id is not None
             answer_id = assistant.id
-            answer = stored_answer(engine, answer_id)
+            answer = stored_answer(engine, answer_id, account)
             model = assistant.model or engine.model_for(model)
             headers = {"x-parley-conversation-id": str(conversation_id), "x-parley-message-id": str(answer_id)}
 
             async def on_gone() -> None:
-                await engine.cancel(answer_id)
+                await engine.cancel(answer_id, account)
         else:
+            try:
+                engine.limits.admit(account, engine.running_answers(account))
+            except RateLimited as refusal:
+                raise rate_limited(refusal) from None
             model = engine.model_for(model)
             messages = [{"role": "system", "content": system}] if system.strip() else []
             messages += [{"role": role.value, "content": text} for role, text in turns] + [
                 {"role": "user", "content": clean_text(last)}
             ]
-            answer = direct_answer(engine, messages, model, temperature)
+            answer = direct_answer(engine, messages, model, temperature, account)
         reply = Reply(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model)
         try:
             if not body.stream:

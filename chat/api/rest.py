@@ -47,13 +47,20 @@ once it has this event::
   and ``X-Accel-Buffering: no`` stop proxies from buffering.
 * A client that disconnects does not stop the answer; ``POST /api/messages/{id}/cancel`` does.
 
-**Errors** are JSON: ``{"detail": "…"}`` for 404 (unknown id) and 409 (the conversation is already answering);
-422 has FastAPI's list of problems, ``{"detail": [{"loc": ["body", "temperature"], "msg": "…", "type": "…"}]}``, for
-what the schema rejects, for messages the engine refuses (blank, too long) and for a user message's id where an
-answer's is needed.
-"""
+**Authentication.** Without users (personal mode) nothing is asked. With users (team mode) every route needs an API
+token (``Authorization: Bearer parley_…``) or the browser's login session; without one it answers 401 ``{"detail":
+"Not logged in: …"}`` with ``WWW-Authenticate: Bearer`` (the router's dependency, ``auth.authenticator``, so no
+route can leave it out). Each user sees only their own conversations: the list is theirs, a new conversation is
+theirs, and every route with an id reads it through one dependency (``owned_conversation``, ``owned_message``,
+``owned_answer``) that answers another user's id with the same 404 as a missing one, before anything changes.
 
-from __future__ import annotations
+**Errors** are JSON: ``{"detail": "…"}`` for 401 (not logged in), 403 (a model an admin has not allowed you), 404
+(unknown id, or another user's), 409 (the conversation is already answering) and 429 (with accounts: too many
+messages — sends and regenerations — in the last minute, or too many answers running at once; ``Retry-After`` says
+how many seconds to wait, and nothing is stored for the refused message); 422 has FastAPI's list of problems,
+``{"detail": [{"loc": ["body", "temperature"], "msg": "…", "type": "…"}]}``, for what the schema rejects, for
+messages the engine refuses (blank, too long) and for a user message's id where an answer's is needed.
+"""
 
 import asyncio
 import contextlib
@@ -62,13 +69,25 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from ..engine import ConversationBusy, Delta, Engine, Finished, PhaseChanged
-from ..store import Message, NotFound, Role, Status, Store, selected_path
+from ..auth import Accounts
+from ..engine import (
+    LOCAL,
+    Account,
+    ConversationBusy,
+    Delta,
+    Engine,
+    Finished,
+    ModelNotAllowed,
+    PhaseChanged,
+    RateLimited,
+)  # fmt: skip
+from ..store import Conversation, Message, NotFound, Role, Status, Store, selected_path
+from .auth import authenticator
 
 #: Seconds between two heartbeat comments on an event stream.
 HEARTBEAT_SECONDS = 15.0
@@ -200,8 +219,11 @@ def _event(name: str, data: dict[str, Any], offset: int) -> ServerSentEvent:
     return ServerSentEvent(text, event=name, id=str(offset))
 
 
-async def answer_events(engine: Engine, message: Message, offset: int = 0) -> AsyncIterator[ServerSentEvent]:
-    """The SSE events of the answer ``message`` from character ``offset`` on (see the module docstring)."""
+async def answer_events(
+    engine: Engine, message: Message, offset: int = 0, account: Account = LOCAL
+) -> AsyncIterator[ServerSentEvent]:
+    """The SSE events of the answer ``message`` from character ``offset`` on (see the module docstring), followed
+    as ``account`` (``Engine.follow``)."""
     start = {
         "conversation_id": message.conversation_id,
         "user_message_id": message.parent_id,
@@ -212,7 +234,7 @@ async def answer_events(engine: Engine, message: Message, offset: int = 0) -> As
     yield _event("message_start", start, offset)
     assert message.id is not None
     try:
-        async with contextlib.aclosing(engine.follow(message.id, offset)) as events:  # type: ignore[type-var]
+        async with contextlib.aclosing(engine.follow(message.id, offset, account)) as events:  # type: ignore[type-var]
             async for event in events:
                 if isinstance(event, Delta):
                     offset += len(event.text)
@@ -235,19 +257,31 @@ async def answer_events(engine: Engine, message: Message, offset: int = 0) -> As
 
 @contextlib.contextmanager
 def engine_refusals() -> Iterator[None]:
-    """The engine's refusals as HTTP errors: NotFound is 404, ConversationBusy is 409."""
+    """The engine's refusals as HTTP errors: NotFound is 404 (also another user's id), ModelNotAllowed 403,
+    ConversationBusy 409, RateLimited 429 with ``Retry-After``."""
     try:
         yield
     except NotFound as missing:
         raise HTTPException(404, str(missing)) from None
+    except ModelNotAllowed as refusal:
+        raise HTTPException(403, str(refusal)) from None
     except ConversationBusy as refusal:
         raise HTTPException(409, str(refusal)) from None
+    except RateLimited as refusal:
+        raise HTTPException(429, str(refusal), headers={"Retry-After": str(refusal.retry_after)}) from None
 
 
 def _unprocessable(where: tuple[str, ...], error: Exception) -> HTTPException:
     """A 422 shaped like FastAPI's own validation errors."""
     return HTTPException(422, [{"loc": list(where), "msg": str(error), "type": "value_error"}])
 
+
+UNAUTHORIZED: dict[str, Any] = {
+    "model": ErrorOut,
+    "description": "Not logged in (only when Parley has users): no API token, or one that is wrong, revoked or of "
+    "a disabled user, and no login session.",
+    "headers": {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
+}
 
 STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
@@ -262,93 +296,154 @@ STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
 # -- routes ------------------------------------------------------------------------------------------
 
 
-def register_rest(app: FastAPI, engine: Engine, store: Store, *, heartbeat: float = HEARTBEAT_SECONDS) -> None:
+def register_rest(
+    app: FastAPI,
+    engine: Engine,
+    store: Store,
+    accounts: Accounts | None = None,
+    *,
+    heartbeat: float = HEARTBEAT_SECONDS,
+) -> None:
     """Add the ``/api`` REST and SSE routes to ``app``.
+
+    Every route depends on ``authenticator(accounts)`` through the router (401 when not logged in, in team mode),
+    and every route with an id reads it through ``owned_conversation``, ``owned_message`` or ``owned_answer``, which
+    answer 404 for another user's id as for a missing one.
 
     Args:
         app: the FastAPI app (NiceGUI's).
         engine: answers, cancels and regenerates.
         store: read for the JSON views.
+        accounts: who a request is; None: no accounts at all (every request is ``LOCAL``).
         heartbeat: seconds between two heartbeat comments on an event stream.
     """
-    router = APIRouter(prefix="/api", tags=["conversations"])
-    not_found = {404: {"model": ErrorOut, "description": "No such conversation or message."}}
+    current_account = authenticator(accounts)
+    router = APIRouter(
+        prefix="/api",
+        tags=["conversations"],
+        dependencies=[Depends(current_account)],
+        responses={401: UNAUTHORIZED},
+    )
+    not_found = {404: {"model": ErrorOut, "description": "No such conversation or message (or not yours)."}}
     busy = {409: {"model": ErrorOut, "description": "The conversation is already answering."}}
+    refused = {
+        403: {"model": ErrorOut, "description": "You may not use this model (team mode)."},
+        429: {
+            "model": ErrorOut,
+            "description": "Too many messages in the last minute, or too many answers running at once (team mode).",
+            "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+        },
+    }
 
     async def call(function: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a Store or Engine call in a thread; NotFound becomes 404."""
         with engine_refusals():
             return await asyncio.to_thread(function, *args, **kwargs)
 
-    def stream(message: Message, offset: int = 0) -> EventSourceResponse:
-        return EventSourceResponse(answer_events(engine, message, offset), headers=STREAM_HEADERS, ping=heartbeat)
+    CurrentAccount = Annotated[Account, Depends(current_account)]
 
-    async def answer(message_id: int) -> Message:
-        message = await call(store.get_message, message_id)
+    # -- the ownership checks: the one place that turns an id into a row of the caller's ---------------------
+
+    async def owned_conversation(conversation_id: ConversationId, account: CurrentAccount) -> Conversation:
+        """The caller's conversation ``conversation_id``; 404 when missing or another user's."""
+        return await call(store.get_conversation, conversation_id, owner=account.owner)
+
+    async def owned_message(message_id: MessageId, account: CurrentAccount) -> Message:
+        """The caller's message ``message_id``; 404 when missing or in another user's conversation."""
+        return await call(store.get_message, message_id, owner=account.owner)
+
+    OwnedMessage = Annotated[Message, Depends(owned_message)]
+
+    async def owned_answer(message: OwnedMessage) -> Message:
+        """The caller's assistant message ``message_id``; 404 as ``owned_message``, 422 for a user message."""
         if message.role != Role.assistant:
-            refusal = ValueError(f"message {message_id} is a {message.role.value} message, not an answer")
+            refusal = ValueError(f"message {message.id} is a {message.role.value} message, not an answer")
             raise _unprocessable(("path", "message_id"), refusal)
         return message
 
-    @router.get("/conversations", response_model=list[ConversationOut])
-    async def list_conversations() -> Any:
-        """Every conversation, the most recently updated first."""
-        return await call(store.list_conversations)
+    OwnedConversation = Annotated[Conversation, Depends(owned_conversation)]
+    OwnedAnswer = Annotated[Message, Depends(owned_answer)]
 
-    @router.post("/conversations", response_model=ConversationOut, status_code=201)
-    async def create_conversation(body: ConversationCreate | None = None) -> Any:
-        """Create a conversation (every field optional)."""
+    def stream(message: Message, account: Account, offset: int = 0) -> EventSourceResponse:
+        events = answer_events(engine, message, offset, account)
+        return EventSourceResponse(events, headers=STREAM_HEADERS, ping=heartbeat)
+
+    @router.get("/conversations", response_model=list[ConversationOut])
+    async def list_conversations(account: CurrentAccount) -> Any:
+        """Your conversations (every one, without accounts), the most recently updated first."""
+        return await call(store.list_conversations, owner=account.owner)
+
+    @router.post("/conversations", response_model=ConversationOut, status_code=201, responses={403: refused[403]})
+    async def create_conversation(account: CurrentAccount, body: ConversationCreate | None = None) -> Any:
+        """Create a conversation of yours (every field optional)."""
         fields = body.model_dump(exclude_unset=True) if body else {}
-        return await call(store.get_conversation, engine.create_conversation(**fields))
+        with engine_refusals():
+            if fields.get("model"):
+                engine.check_model(account, engine.model_for(fields["model"]))
+            conversation_id = engine.create_conversation(account, **fields)
+        return await call(store.get_conversation, conversation_id)
 
     @router.get("/conversations/{conversation_id}", response_model=ConversationDetail, responses=not_found)
-    async def get_conversation(conversation_id: ConversationId) -> Any:
+    async def get_conversation(conversation: OwnedConversation) -> Any:
         """A conversation with all its messages (every variant) and the ids of the shown path."""
-        conversation = await call(store.get_conversation, conversation_id)
-        messages = await call(store.messages, conversation_id)
+        messages = await call(store.messages, conversation.id)
         return ConversationDetail(
             **ConversationOut.model_validate(conversation).model_dump(),
             messages=[MessageOut.model_validate(m) for m in messages],
             path=[m.id for m in selected_path(messages)],
         )
 
-    @router.patch("/conversations/{conversation_id}", response_model=ConversationOut, responses=not_found)
-    async def update_conversation(conversation_id: ConversationId, body: ConversationUpdate) -> Any:
+    @router.patch(
+        "/conversations/{conversation_id}",
+        response_model=ConversationOut,
+        responses={**not_found, 403: refused[403]},
+    )
+    async def update_conversation(
+        body: ConversationUpdate,
+        conversation: OwnedConversation,
+        account: CurrentAccount,
+    ) -> Any:
         """Change a conversation's title, system prompt, model or temperature."""
         with engine_refusals():  # on the loop: the engine tells the pages' watchers
-            engine.update_conversation(conversation_id, **body.model_dump(exclude_unset=True))
-        return await call(store.get_conversation, conversation_id)
+            engine.update_conversation(conversation.id, account, **body.model_dump(exclude_unset=True))
+        return await call(store.get_conversation, conversation.id)
 
     @router.delete("/conversations/{conversation_id}", status_code=204, responses=not_found)
-    async def delete_conversation(conversation_id: ConversationId) -> Response:
+    async def delete_conversation(conversation: OwnedConversation, account: CurrentAccount) -> Response:
         """Delete a conversation and its messages, stopping its answer if one is running."""
         with engine_refusals():
-            await engine.delete_conversation(conversation_id)
+            await engine.delete_conversation(conversation.id, account)
         return Response(status_code=204)
 
     @router.post(
         "/conversations/{conversation_id}/messages",
         response_class=EventSourceResponse,
-        responses={**STREAM_RESPONSE, **busy},
+        responses={**STREAM_RESPONSE, **busy, **refused},
     )
-    async def send_message(conversation_id: ConversationId, body: SendMessage) -> EventSourceResponse:
+    async def send_message(
+        body: SendMessage,
+        conversation: OwnedConversation,
+        account: CurrentAccount,
+    ) -> EventSourceResponse:
         """Send a message and stream the answer as server-sent events (see ``GET /api/messages/{id}/stream``).
 
-        The answer goes on if the client disconnects; resume it with ``GET /api/messages/{id}/stream``.
+        The answer goes on if the client disconnects; resume it with ``GET /api/messages/{id}/stream``. With
+        accounts, 429 (``Retry-After``) when you sent too many messages in the last minute or have too many answers
+        running, 403 for a model you may not use; nothing is stored then.
         """
         try:
             with engine_refusals():
                 _, assistant = await engine.send(
-                    conversation_id, body.content, temperature=body.temperature, model=body.model
+                    conversation.id, body.content, temperature=body.temperature, model=body.model, account=account
                 )
         except ValueError as refusal:  # EmptyMessage, MessageTooLong
             raise _unprocessable(("body", "content"), refusal) from None
-        return stream(assistant)
+        return stream(assistant, account)
 
     @router.get("/messages/{message_id}", response_model=MessageOut, responses=not_found)
-    async def get_message(message_id: MessageId) -> Any:
+    async def get_message(message: OwnedMessage) -> Any:
         """One message, as stored (a streaming answer's text is its last checkpoint)."""
-        return await call(store.get_message, message_id)
+        return message
 
     @router.get(
         "/messages/{message_id}/stream",
@@ -356,7 +451,8 @@ def register_rest(app: FastAPI, engine: Engine, store: Store, *, heartbeat: floa
         responses={**STREAM_RESPONSE, 422: {"description": "A bad Last-Event-ID or offset, or not an answer."}},
     )
     async def stream_answer(
-        message_id: MessageId,
+        message: OwnedAnswer,
+        account: CurrentAccount,
         last_event_id: LastEventId = None,  # type: ignore[assignment]  # left out of the schema's "default"
         offset: Offset = 0,
     ) -> EventSourceResponse:
@@ -367,31 +463,39 @@ def register_rest(app: FastAPI, engine: Engine, store: Store, *, heartbeat: floa
         (``{"status", "finish_reason", "length"}``). Unless the client is the browser's ``EventSource``, it should not
         reconnect after ``done``.
         """
-        live = engine.live(message_id)  # before reading the row: once it is None, the row holds the final text
-        message = await answer(message_id)
+        assert message.id is not None
+        live = engine.live(message.id, account)
+        if live is None:  # finished, maybe since ``owned_answer`` read it: the row now holds the final text
+            message = await call(store.get_message, message.id, owner=account.owner)
         start = last_event_id if last_event_id is not None else offset
         start = min(start, live.size if live is not None else len(message.content))  # past the end: the end
-        return stream(message, start)
+        return stream(message, account, start)
 
     @router.post("/messages/{message_id}/cancel", response_model=Cancelled, responses=not_found)
-    async def cancel_answer(message_id: MessageId) -> Any:
+    async def cancel_answer(message: OwnedAnswer, account: CurrentAccount) -> Any:
         """Stop a running answer (upstream generation ends); its partial text is kept, marked cancelled.
         ``cancelled`` is false when the answer was not running."""
-        await answer(message_id)
-        cancelled = await engine.cancel(message_id)
-        stored = await call(store.get_message, message_id)
+        assert message.id is not None
+        cancelled = await engine.cancel(message.id, account)
+        stored = await call(store.get_message, message.id, owner=account.owner)
         return Cancelled(cancelled=cancelled, message=MessageOut.model_validate(stored))
 
     @router.post(
         "/messages/{message_id}/regenerate",
         response_class=EventSourceResponse,
-        responses={**STREAM_RESPONSE, **busy},
+        responses={**STREAM_RESPONSE, **busy, **refused},
     )
-    async def regenerate_answer(message_id: MessageId, body: Regenerate | None = None) -> EventSourceResponse:
-        """Generate a new variant of an answer (the old ones are kept) and stream it like a sent message."""
-        await answer(message_id)
+    async def regenerate_answer(
+        message: OwnedAnswer,
+        account: CurrentAccount,
+        body: Regenerate | None = None,
+    ) -> EventSourceResponse:
+        """Generate a new variant of an answer (the old ones are kept) and stream it like a sent message. With
+        accounts it counts as a message: 429 and 403 as for sending one."""
+        assert message.id is not None
+        temperature = body.temperature if body else None
         with engine_refusals():
-            variant = await engine.regenerate(message_id, temperature=body.temperature if body else None)
-        return stream(variant)
+            variant = await engine.regenerate(message.id, temperature=temperature, account=account)
+        return stream(variant, account)
 
     app.include_router(router)

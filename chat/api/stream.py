@@ -11,7 +11,9 @@ Protocol (``GET /api/messages/{id}/stream?offset=N``, upgraded to a WebSocket):
 * ``offset`` — how many characters (Unicode code points) the client already has: the stream starts right after
   them, so a client that lost its socket reconnects with what it counted and gets every character exactly once.
   A stored (finished) answer is served the same way: its text after ``offset``, then ``end``.
-* An unknown message closes with code 4404.
+* An unknown message, or another user's, closes with code 4404. With accounts (team mode) the socket needs the
+  browser's login session cookie (or an ``Authorization: Bearer`` API token); without one it is accepted and closed
+  at once with code 4401 (before accepting, a browser would only see the handshake fail with an HTTP 403).
 
 Compared with NiceGUI's own messages (a JSON envelope with the element id and method name, tens of bytes per
 call), this keeps the bytes sent per token near the token's own size without batching, which would add lag.
@@ -32,8 +34,10 @@ log = logging.getLogger(__name__)
 
 #: URL path of an answer's stream; ``{message_id}`` is the assistant message's id.
 STREAM_PATH = "/api/messages/{message_id}/stream"
-#: Close code for an unknown message (4000–4999 are free for applications, RFC 6455 §7.4.2).
+#: Close code for an unknown message, or another user's (4000–4999 are free for applications, RFC 6455 §7.4.2).
 CLOSE_NOT_FOUND = 4404
+#: Close code for a socket without a valid login session or API token (team mode), after accepting it.
+CLOSE_NOT_AUTHENTICATED = 4401
 
 
 def stream_path(message_id: int) -> str:
