@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 from nicegui import background_tasks, ui
 
-from ..engine import Change, ConversationBusy, EmptyMessage, Engine
+from ..engine import LOCAL, Account, Change, ConversationBusy, EmptyMessage, Engine, ModelNotAllowed, RateLimited
 from ..store import Message, NotFound, Store, selected_path
+from .access import Guard, always_signed_in
 from .message_view import MessageView
 from .streaming_message import StreamingMessage
 
@@ -24,8 +25,9 @@ PAGE_SIZE = 40
 
 
 def show_error(error: Exception) -> None:
-    """Tell the user, in a toast, why an action did not happen."""
-    if isinstance(error, ConversationBusy | EmptyMessage | NotFound | ValueError):
+    """Tell the user, in a toast, why an action did not happen: a refusal (busy, empty, too long, over a limit, a model
+    not allowed, not found) in its own words, anything else as an unexpected failure (also logged)."""
+    if isinstance(error, ConversationBusy | EmptyMessage | NotFound | ValueError | RateLimited | ModelNotAllowed):
         ui.notify(str(error), type="warning")
     else:
         log.exception("action failed", exc_info=error)
@@ -38,7 +40,11 @@ class ChatView:
     Args:
         engine: sends, stops and watches answers.
         store: reads the shown path.
-        conversation_id: the conversation, or None on the start page (the first Send creates it).
+        conversation_id: the conversation, or None on the start page (the first Send creates it); the page has
+            checked that it is ``account``'s.
+        on_created: called with the new conversation's id once the first Send created it.
+        account: who sends, stops and regenerates here (default ``LOCAL``, personal mode).
+        guard: checks that the page's login still holds before a Send or Regenerate (``access.session_guard``).
     """
 
     def __init__(
@@ -48,8 +54,12 @@ class ChatView:
         conversation_id: int | None,
         *,
         on_created: Callable[[int], None] = lambda _: None,
+        account: Account = LOCAL,
+        guard: Guard = always_signed_in,
     ) -> None:
         self.engine = engine
+        self.account = account
+        self.guard = guard
         self.store = store
         self.conversation_id: int | None = None
         self.on_created = on_created
@@ -121,7 +131,8 @@ class ChatView:
             await self.send()
 
     async def send(self) -> None:
-        """Send the composer's text; on any refusal the text stays in the composer."""
+        """Send the composer's text; on any refusal (busy, too long, over the messages-per-minute limit, a model not
+        allowed) the reason is shown and the text stays in the composer."""
         content = self.input.value or ""
         if not content.strip():
             ui.notify("Type a message first.", type="warning")
@@ -130,7 +141,9 @@ class ChatView:
             return
         self.sending = True
         try:
-            user, _ = await self.engine.send(self.conversation_id, content)
+            if not await self.guard():  # logged out meanwhile: the tab goes to the login page
+                return
+            user, _ = await self.engine.send(self.conversation_id, content, account=self.account)
         except Exception as error:
             show_error(error)
             return
@@ -233,6 +246,8 @@ class ChatView:
                         self.engine,
                         siblings[message.parent_id],
                         default_temperature=temperature,
+                        account=self.account,
+                        guard=self.guard,
                         on_error=show_error,
                         on_finished=self._update_composer,
                     )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from nicegui import background_tasks, ui
 
-from ..engine import Change, Engine
+from ..engine import LOCAL, Account, Change, Engine
 from ..store import Conversation, Store
 from .chat_view import show_error
+from .confirm import confirm
 
 
 class ConversationList:
@@ -19,10 +20,12 @@ class ConversationList:
         engine: creates, renames and deletes conversations; tells about changes.
         store: lists the conversations.
         current_id: the conversation on this page (highlighted), or None.
+        account: whose conversations are listed (default ``LOCAL``: every conversation, personal mode).
     """
 
-    def __init__(self, engine: Engine, store: Store, current_id: int | None) -> None:
+    def __init__(self, engine: Engine, store: Store, current_id: int | None, *, account: Account = LOCAL) -> None:
         self.engine = engine
+        self.account = account
         self.store = store
         self.current_id = current_id
         self.rows: dict[int, ui.row] = {}
@@ -40,6 +43,9 @@ class ConversationList:
         # a new message only moves its conversation to the top: nothing to do when it is there already
         if change.kind == "message" and self.order and self.order[0] == change.conversation_id:
             return
+        # team mode: another user's conversation (never listed here) changed: nothing to do (a new one may be ours)
+        if self.account.owner is not None and change.kind != "created" and change.conversation_id not in self.rows:
+            return
         if change.kind in {"created", "updated", "deleted", "message"}:
             background_tasks.create(self._render_later(), name="conversation-list-render")
 
@@ -49,7 +55,7 @@ class ConversationList:
 
     def render(self) -> None:
         """Make the list match the store: add new rows, drop deleted ones, update titles, move rows into order."""
-        conversations = self.store.list_conversations()
+        conversations = self.store.list_conversations(owner=self.account.owner)
         ids = [c.id for c in conversations if c.id is not None]
         for gone in set(self.rows) - set(ids):
             self.rows.pop(gone).delete()
@@ -121,25 +127,19 @@ class ConversationList:
             return
         try:
             assert conversation.id is not None
-            self.engine.update_conversation(conversation.id, title=new_title)
+            self.engine.update_conversation(conversation.id, self.account, title=new_title)
         except Exception as error:
             show_error(error)
 
     async def delete(self, conversation: Conversation) -> None:
         """Ask for confirmation, then delete the conversation and all its messages."""
-        with ui.dialog() as dialog, ui.card():
-            ui.label(f"Delete “{conversation.title}”?").classes("text-lg")
-            ui.label("Its messages are deleted too. This cannot be undone.").classes("text-grey-7")
-            with ui.row().classes("w-full justify-end"):
-                ui.button("Cancel", on_click=lambda: dialog.submit(False)).props("flat")
-                ui.button("Delete", color="red", on_click=lambda: dialog.submit(True)).mark("confirm-delete")
-        confirmed = await dialog
-        dialog.delete()
-        if not confirmed:
+        question = f"Delete “{conversation.title}”?"
+        if not await confirm(question, "Its messages are deleted too. This cannot be undone.", "Delete",
+                             mark="confirm-delete"):  # fmt: skip
             return
         try:
             assert conversation.id is not None
-            await self.engine.delete_conversation(conversation.id)
+            await self.engine.delete_conversation(conversation.id, self.account)
         except Exception as error:
             show_error(error)
             return

@@ -14,8 +14,9 @@ from collections.abc import Awaitable, Callable
 from nicegui import background_tasks, ui
 
 from ..api.stream import stream_path
-from ..engine import Engine, Generation
+from ..engine import LOCAL, Account, Engine, Generation
 from ..store import Message, Role, Status
+from .access import Guard, always_signed_in
 from .copy_message import CopyMessage
 from .streaming_message import StreamingMessage
 
@@ -76,7 +77,11 @@ class MessageView(ui.column):
         message: the stored message.
         engine: to attach to a live answer and to regenerate, retry and switch variants.
         variants: the message and its siblings, oldest first (for ‹ i/n › navigation).
+        default_temperature: the conversation's temperature (the Regenerate slider's start when the answer has none).
         on_error: shows a failure of an action to the user.
+        on_finished: called when a live answer shown here ends.
+        account: who regenerates and switches variants here (default ``LOCAL``, personal mode).
+        guard: checks that the page's login still holds before a Regenerate or Retry (``access.session_guard``).
     """
 
     def __init__(
@@ -88,12 +93,16 @@ class MessageView(ui.column):
         default_temperature: float,
         on_error: Callable[[Exception], None],
         on_finished: Callable[[], None],
+        account: Account = LOCAL,
+        guard: Guard = always_signed_in,
     ) -> None:
         super().__init__()
         assert message.id is not None
         self.message = message
         self.message_id: int = message.id
         self.engine = engine
+        self.account = account
+        self.guard = guard
         self.variants = variants
         self.default_temperature = default_temperature
         self.on_error = on_error
@@ -114,7 +123,7 @@ class MessageView(ui.column):
             ).mark("user-message")
 
     def _build_assistant(self) -> None:
-        generation = self.engine.live(self.message_id)
+        generation = self.engine.live(self.message_id, self.account)
         with self:
             if generation is not None:
                 self.body = StreamingMessage(
@@ -224,12 +233,14 @@ class MessageView(ui.column):
             self.on_error(error)
 
     async def _regenerate(self, temperature: float | None) -> None:
-        await self._run(self.engine.regenerate(self.message_id, temperature=temperature))
+        if not await self.guard():
+            return
+        await self._run(self.engine.regenerate(self.message_id, temperature=temperature, account=self.account))
 
     async def _select(self, message_id: int | None) -> None:
         if message_id is None:
             return
         try:
-            self.engine.select_variant(message_id)
+            self.engine.select_variant(message_id, self.account)
         except Exception as error:
             self.on_error(error)

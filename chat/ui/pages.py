@@ -1,42 +1,115 @@
-"""The pages: ``/`` (a new conversation) and ``/c/{id}`` (a stored one, live answers included)."""
+"""The pages: ``/`` (a new conversation), ``/c/{id}`` (a stored one, live answers included), ``/login``,
+``/account`` (password, API tokens) and ``/admin`` (users, their models, usage).
+
+In team mode (``Accounts.enabled``) every page but ``/login`` needs a login: a request without one is redirected to
+``/login?next=<its path>``. Each page passes the signed-in ``Account`` to everything it builds, which makes every
+engine call with ``account=`` and every store read with ``owner=account.owner``: another user's conversation is
+"not found", like a deleted one.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
-from nicegui import ui
+from nicegui import app, ui
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
 
-from ..engine import Change, Engine
+from ..auth import Accounts
+from ..engine import LOCAL, Account, Change, Engine
 from ..store import NotFound, Store
+from .access import Guard, always_signed_in, login_redirect, page_account, session_guard, user_menu
+from .account_page import account_page
+from .admin_page import admin_page
 from .chat_view import ChatView, show_error
 from .conversation_list import ConversationList
+from .login_page import LOGIN_SCRIPT_PATH, login_page
 from .settings_dialog import open_settings
 
+STATIC = Path(__file__).parent / "static"
 
-def register_pages(engine: Engine, store: Store, list_models: object) -> None:
+
+def register_pages(engine: Engine, store: Store, list_models: object, accounts: Accounts) -> None:
     """Declare Parley's pages on NiceGUI's app.
 
     Args:
         engine: the engine every page talks to.
         store: for reading conversations.
-        list_models: async function returning the upstream's model ids (for the settings dialog).
+        list_models: async function returning the upstream's model ids (for the settings dialog and the admin page).
+        accounts: who each page is for (team mode: a login is required).
     """
 
+    @app.get(LOGIN_SCRIPT_PATH, include_in_schema=False)  # a page's asset, not part of the documented API
+    def login_script() -> FileResponse:
+        return FileResponse(STATIC / "login.js", media_type="text/javascript")
+
+    async def chat_page(request: Request, conversation_id: int | None) -> Response | None:
+        account = await page_account(request, accounts)
+        if account is None:
+            return login_redirect(request)
+        guard = session_guard(request, accounts)
+        layout(engine, store, conversation_id, list_models, account=account, accounts=accounts, guard=guard)
+        return None
+
     @ui.page("/", title="Parley")
-    def index() -> None:
-        layout(engine, store, None, list_models)
+    async def index(request: Request) -> Response | None:
+        return await chat_page(request, None)
 
     @ui.page("/c/{conversation_id}", title="Parley")
-    def conversation_page(conversation_id: int) -> None:
-        layout(engine, store, conversation_id, list_models)
+    async def conversation_page(request: Request, conversation_id: int) -> Response | None:
+        return await chat_page(request, conversation_id)
+
+    # ``ui.page`` removes every route of its path: ``POST /login`` (chat/auth/http.py) is registered after this
+    @ui.page("/login", title="Log in · Parley")
+    async def login(request: Request, next: str = "/") -> Response | None:
+        if not accounts.enabled:
+            return RedirectResponse("/", status_code=303)
+        login_page(next)
+        return None
+
+    @ui.page("/account", title="Account · Parley")
+    async def account(request: Request) -> Response | None:
+        account = await page_account(request, accounts)
+        if account is None:
+            return login_redirect(request)
+        account_page(account, accounts, store, request, guard=session_guard(request, accounts))
+        return None
+
+    @ui.page("/admin", title="Admin · Parley")
+    async def admin(request: Request) -> Response | None:
+        account = await page_account(request, accounts)
+        if account is None:
+            return login_redirect(request)
+        await admin_page(account, accounts, engine, store, list_models, guard=session_guard(request, accounts))
+        return None
 
 
-def layout(engine: Engine, store: Store, conversation_id: int | None, list_models: object) -> None:
-    """Header, drawer and the conversation (or a not-found notice)."""
+def layout(
+    engine: Engine,
+    store: Store,
+    conversation_id: int | None,
+    list_models: object,
+    *,
+    account: Account = LOCAL,
+    accounts: Accounts | None = None,
+    guard: Guard = always_signed_in,
+) -> None:
+    """Header, drawer and the conversation (or a not-found notice, also for another user's conversation).
+
+    Args:
+        engine: the engine the page talks to.
+        store: for reading conversations.
+        conversation_id: the conversation shown, or None for a new one.
+        list_models: async function returning the upstream's model ids.
+        account: who the page is for.
+        accounts: for the header's user menu (none without it).
+        guard: checks that the page's login still holds before a Send or Regenerate.
+    """
     title = "New chat"
     if conversation_id is not None:
         try:
-            title = store.get_conversation(conversation_id).title
+            title = store.get_conversation(conversation_id, owner=account.owner).title
         except NotFound:
             ui.label("This conversation does not exist (it may have been deleted).").classes("m-8 text-lg")
             ui.link("Start a new chat", "/")
@@ -45,12 +118,12 @@ def layout(engine: Engine, store: Store, conversation_id: int | None, list_model
     # open on wide screens (Quasar's show-if-above, which reports the state back), closed on narrow ones; not
     # value=None, which makes NiceGUI ask the browser once per page and log an ERROR when the tab leaves first
     with ui.left_drawer(value=False).classes("bg-grey-1").props("show-if-above width=280 bordered") as drawer:
-        conversations = ConversationList(engine, store, conversation_id)
+        conversations = ConversationList(engine, store, conversation_id, account=account)
     current: list[int] = []  # the conversation shown, once there is one
 
     async def settings() -> None:
         try:
-            await open_settings(engine, store, current[0], list_models)
+            await open_settings(engine, store, current[0], list_models, account=account)
         except Exception as error:
             show_error(error)
 
@@ -63,6 +136,8 @@ def layout(engine: Engine, store: Store, conversation_id: int | None, list_model
             .mark("settings")
         )
         settings_button.visible = False
+        if accounts is not None:
+            user_menu(account, accounts)
 
     def attach(conversation_id: int) -> None:
         """Make the header and the drawer follow ``conversation_id`` (on load, or once the first Send created it)."""
@@ -70,7 +145,7 @@ def layout(engine: Engine, store: Store, conversation_id: int | None, list_model
         def follow_title(change: Change) -> None:
             if change.conversation_id == conversation_id and change.kind == "updated" and not heading.is_deleted:
                 with contextlib.suppress(NotFound):
-                    title = store.get_conversation(conversation_id).title
+                    title = store.get_conversation(conversation_id, owner=account.owner).title
                     heading.set_text(title)
                     with heading:  # called from whichever tab or task made the change: set this page's title
                         ui.page_title(f"{title} · Parley")
@@ -80,6 +155,14 @@ def layout(engine: Engine, store: Store, conversation_id: int | None, list_model
         current[:] = [conversation_id]
         settings_button.set_visibility(True)
 
+    def created(conversation_id: int) -> None:
+        """The first Send made the conversation, titled from its message: show that title."""
+        attach(conversation_id)
+        with contextlib.suppress(NotFound):
+            title = store.get_conversation(conversation_id, owner=account.owner).title
+            heading.set_text(title)
+            ui.page_title(f"{title} · Parley")
+
     if conversation_id is not None:
         attach(conversation_id)
-    ChatView(engine, store, conversation_id, on_created=attach)
+    ChatView(engine, store, conversation_id, on_created=created, account=account, guard=guard)

@@ -7,23 +7,35 @@ from typing import Any, cast
 
 from nicegui import ui
 
-from ..engine import Engine
+from ..engine import LOCAL, Account, Engine
 from ..store import Store
 
 
-async def open_settings(engine: Engine, store: Store, conversation_id: int, list_models: object) -> None:
+async def open_settings(
+    engine: Engine, store: Store, conversation_id: int, list_models: object, *, account: Account = LOCAL
+) -> None:
     """Show the settings dialog of a conversation and save what the user changes.
 
-    ``list_models`` is an async function returning model ids; when it fails the model field
-    still accepts any name.
+    Args:
+        engine: saves the settings.
+        store: reads the conversation.
+        conversation_id: the conversation.
+        list_models: async function returning model ids; when it fails the model field still accepts any name.
+        account: whose conversation it is; the model list offers only the models it may use.
+
+    Raises:
+        NotFound: no such conversation of ``account``'s.
+        ModelNotAllowed: the model chosen is not one ``account`` may use.
     """
-    conversation = store.get_conversation(conversation_id)
+    conversation = store.get_conversation(conversation_id, owner=account.owner)
     models: list[str] = []
     try:
         models = await cast(Callable[[], Awaitable[list[str]]], list_models)()
     except Exception:  # an unreachable upstream must not block editing the other settings
         models = []
     current = conversation.model or engine.default_model
+    if account.models is not None:
+        models = [m for m in models if m in account.models]
     options = sorted(set(models) | {current})
     with ui.dialog() as dialog, ui.card().classes("min-w-[480px]"):
         ui.label("Conversation settings").classes("text-lg")
@@ -55,5 +67,5 @@ async def open_settings(engine: Engine, store: Store, conversation_id: int, list
         return
     if values["model"] == engine.default_model and conversation.model is None:
         values["model"] = None  # keep following the app's default
-    engine.update_conversation(conversation_id, **values)
+    engine.update_conversation(conversation_id, account, **values)
     ui.notify("Settings saved", type="positive")
