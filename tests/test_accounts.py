@@ -289,3 +289,12 @@ async def test_a_session_unused_for_two_weeks_has_ended(accounts: Accounts, stor
         connection.execute(update(LoginSession).values(last_seen_at=utcnow() - timedelta(days=15)))
     assert accounts.session_account(token) is None
     assert store.delete_login_sessions(token_hash=token_hash(token)) == 0  # it was deleted
+
+
+async def test_answers_streamed_outside_the_engine_count_as_running(team, store: Store) -> None:
+    engine, _, bob = team
+    with engine.running(bob):  # e.g. /v1 with store: false
+        assert engine.running_answers(bob) == 1
+        with pytest.raises(RateLimited, match="answers running"):
+            await engine.send(None, "one too many", account=bob)
+    assert engine.running_answers(bob) == 0 and store.list_conversations(owner=bob.user_id) == []

@@ -383,8 +383,18 @@ async def stored_answer(engine: Engine, message_id: int, account: Account = LOCA
 async def direct_answer(
     engine: Engine, messages: list[dict[str, str]], model: str, temperature: float, account: Account = LOCAL
 ) -> Answer:
-    """An answer straight from the provider, stored nowhere; the upstream stream is closed however this ends. A
-    complete answer's tokens are added to ``account``'s usage (``Engine.record_usage``) before its End."""
+    """An answer straight from the provider, stored nowhere; the upstream stream is closed however this ends. It
+    counts among ``account``'s running answers (``Engine.running``) until it ends; a complete answer's tokens are
+    added to ``account``'s usage (``Engine.record_usage``) before its End."""
+    with engine.running(account):
+        async with contextlib.aclosing(_provider_answer(engine, messages, model, temperature, account)) as pieces:
+            async for piece in pieces:
+                yield piece
+
+
+async def _provider_answer(
+    engine: Engine, messages: list[dict[str, str]], model: str, temperature: float, account: Account
+) -> Answer:
     try:
         stream = await engine.provider.stream_chat_completion(messages, model=model, temperature=temperature)
     except ProviderError as failure:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
@@ -111,6 +112,7 @@ class Engine:
         self.checkpoint_interval = checkpoint_interval
         self.generations: dict[int, Generation] = {}
         self._claimed: set[int] = set()  # conversations whose new answer is being stored (see ``_claim``)
+        self._unstored: Counter[int | None] = Counter()  # answers streaming outside the engine, per user (``running``)
         self._watchers: list[Callable[[Change], None]] = []
         self.checkpoints = 0  # transactions saving partial text since start (for benchmarks)
         self._checkpointer: asyncio.Task[None] | None = None
@@ -220,8 +222,19 @@ class Engine:
         return generation
 
     def running_answers(self, account: Account) -> int:
-        """How many answers of ``account`` are generating now."""
-        return sum(1 for generation in self.generations.values() if generation.user_id == account.user_id)
+        """How many answers of ``account`` are generating now (the engine's and those marked ``running``)."""
+        mine = sum(1 for generation in self.generations.values() if generation.user_id == account.user_id)
+        return mine + self._unstored[account.user_id]
+
+    @contextlib.contextmanager
+    def running(self, account: Account) -> Iterator[None]:
+        """Count an answer streamed outside the engine (``/v1`` with ``store: false``) among ``account``'s running
+        answers while the block runs, for the concurrent-answers limit."""
+        self._unstored[account.user_id] += 1
+        try:
+            yield
+        finally:
+            self._unstored[account.user_id] -= 1
 
     def check_model(self, account: Account, model: str) -> None:
         """Raise ModelNotAllowed unless ``account`` may use ``model``."""
