@@ -255,7 +255,7 @@ def not_authenticated() -> OpenAIError:
     return OpenAIError(
         401,
         "Incorrect or missing API key: send a Parley API token (Authorization: Bearer parley_…, made on Parley's "
-        "settings page).",
+        "Account page).",
         code="invalid_api_key",
     )
 
