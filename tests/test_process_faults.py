@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -157,14 +158,16 @@ def test_sigterm_mid_answer_exits_fast_stores_the_partial_text_and_ends_the_upst
                 seen = wait_until(lambda: checkpoint(store), timeout=10, what="a checkpoint of the answer")
             exit_seconds = seconds_to_exit(app, signal.SIGTERM)
             log = stderr_text(app)
-            teardown_stuck = "Could not cancel" in log  # NiceGUI's teardown gave up on a task after 2 s
+            # NiceGUI's teardown gave up on a task that was still running 2 s after it was cancelled. On a starved
+            # machine the line can come with no task named: every task had ended by then, only late.
+            teardown_stuck = re.search(r"Could not cancel \d+ tasks within timeout: \S", log)
             record = upstream.streams[0]
             assert record.ended.wait(5), "the upstream is still streaming"
             sent_by_upstream = record.tokens_sent
             time.sleep(0.3)
             assert record.tokens_sent == sent_by_upstream
     assert exit_seconds < 5, f"SIGTERM took {exit_seconds:.2f} s"
-    assert not teardown_stuck, log[-3000:]  # every task ended when asked: no 2 s wait, no ERROR
+    assert not teardown_stuck, log[-3000:]  # every task ended when asked
     assert record.client_disconnected and not record.finished
     assert sent_by_upstream < SLOW.tokens
     with opened_store(data_dir) as store:
