@@ -226,6 +226,21 @@ def test_refusals_have_openais_error_shape(parley: Parley, upstream: FakeUpstrea
         assert response.json()["error"]["type"] == "invalid_request_error"
 
 
+def test_a_prompt_longer_than_the_context_window_is_openais_context_length_exceeded(
+    parley: Parley, upstream: FakeUpstream, store: Store
+) -> None:
+    upstream.script = Script(context_window=60)  # learnt from the first refusal, for "other-model" only
+    client = parley.client()
+    too_long = [{"role": "user", "content": "word " * 200}]
+    for stream, kept in ((False, True), (True, True), (True, False)):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="other-model", messages=too_long, stream=stream, store=kept)
+        assert (refused.value.code, refused.value.param) == ("context_length_exceeded", "messages")
+        assert "context window is 60 tokens" in refused.value.message
+    answer = store.path(store.list_conversations()[0].id)[-1]  # the stored answer keeps the code and the status
+    assert (answer.status, answer.error_status, answer.error_code) == (Status.error, 400, "context_length_exceeded")
+
+
 def test_a_failure_mid_answer_is_an_error_event_or_a_502_and_is_not_retried(
     parley: Parley, upstream: FakeUpstream, store: Store
 ) -> None:

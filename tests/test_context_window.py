@@ -80,6 +80,7 @@ async def test_a_message_too_long_for_the_window_is_an_error_and_nothing_is_sent
     message = await engine.live(assistant.id).wait()
     assert message.status == Status.error
     assert "Your message is about" in (message.error or "") and "context window is 300 tokens" in message.error
+    assert (message.error_status, message.error_code) == (400, "context_length_exceeded")
     assert upstream.requests == []
     assert store.get_message(user.id).content == LONG * 5  # what the user typed is kept
 

@@ -36,6 +36,7 @@ class Fault:
     reason: str = ""  # part of the reason shown and stored
     requests: int = 1  # chat completion requests the fake must have received (retries included)
     finish_reason: str | None = None
+    error_status: int | None = None  # the upstream's HTTP status, stored with the error (None: it sent none)
 
 
 TOKENS = 10
@@ -48,20 +49,26 @@ FAULTS = {
         reason="parley-no-such-host.invalid: its host name does not resolve",
         requests=0,
     ),
-    "401 bad API key": Fault(Script(status=401), reason="rejected the API key (401)"),
+    "401 bad API key": Fault(Script(status=401), reason="rejected the API key (401)", error_status=401),
     "403 forbidden": Fault(
-        Script(status=403, error_message="no access"), reason="may not use this model or endpoint (403): no access"
+        Script(status=403, error_message="no access"), reason="may not use this model or endpoint (403): no access",
+        error_status=403,
     ),
-    "404 unknown model": Fault(model="no-such-model", reason="does not know the model “no-such-model” (404)"),
+    "404 unknown model": Fault(model="no-such-model", reason="does not know the model “no-such-model” (404)",
+                               error_status=404),  # fmt: skip
     "429 Retry-After, retries run out": Fault(
-        Script(status=429, retry_after=0.2), reason="limiting requests (429). Try again in 0.2 s", requests=RETRIES + 1
+        Script(status=429, retry_after=0.2), reason="limiting requests (429). Try again in 0.2 s", requests=RETRIES + 1,
+        error_status=429,
     ),
     "429 Retry-After beyond the budget": Fault(
-        Script(status=429, retry_after=60), reason="limiting requests (429). Try again in 60 s", requests=1
+        Script(status=429, retry_after=60), reason="limiting requests (429). Try again in 60 s", requests=1,
+        error_status=429,
     ),
-    "500": Fault(Script(status=500, error_message="boom"), reason="failed (500): boom", requests=RETRIES + 1),
+    "500": Fault(Script(status=500, error_message="boom"), reason="failed (500): boom", requests=RETRIES + 1,
+                 error_status=500),  # fmt: skip
     "503": Fault(
-        Script(status=503, error_message="overloaded"), reason="failed (503): overloaded", requests=RETRIES + 1
+        Script(status=503, error_message="overloaded"), reason="failed (503): overloaded", requests=RETRIES + 1,
+        error_status=503,
     ),
     "no first byte": Fault(Script(hang=True), reason=f"did not answer within {READ_TIMEOUT:g} s"),
     "no first text": Fault(Script(first_token_delay=5), reason=f"sent no text within {READ_TIMEOUT:g} s"),
@@ -128,6 +135,7 @@ async def test_fault_keeps_the_partial_answer_stores_the_reason_and_logs_details
     assert len(upstream.requests) == fault.requests
     if fault.status == Status.error:
         assert fault.reason in (stored.error or ""), stored.error
+        assert stored.error_status == fault.error_status and stored.error_code is None
         assert len(stored.error or "") < 200 and "Traceback" not in (stored.error or "")
         failures = [r for r in caplog.records if r.name == "chat.engine.engine" and r.levelno == logging.WARNING]
         assert failures and stored.error in failures[-1].getMessage()

@@ -28,7 +28,6 @@ once. Other errors from 429 on (the upstream's, after Parley's own ``--retries``
 import asyncio
 import contextlib
 import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -47,6 +46,7 @@ from starlette.exceptions import HTTPException
 from ..auth import Accounts
 from ..engine import LOCAL, Account, Delta, Engine, Finished, ModelNotAllowed, RateLimited, clean_text, make_title
 from ..provider import ProviderError
+from ..provider.errors import CONTEXT_LENGTH_EXCEEDED
 from ..store import Message, Role, Status, Store
 from .auth import authenticator
 
@@ -308,25 +308,24 @@ def invalid_request(error: RequestValidationError) -> OpenAIError:
     return OpenAIError(400, f"Invalid value for '{param}': {message}." if param else f"{message}.", param=param or None)
 
 
-_STATUS_IN_REASON = re.compile(r"\((\d{3})\)")
-
-
-def upstream_failure(reason: str, status: int | None = None, *, streamed: bool = False) -> OpenAIError:
+def upstream_failure(
+    reason: str, status: int | None = None, code: str | None = None, *, streamed: bool = False
+) -> OpenAIError:
     """An answer that failed, in OpenAI's shape: the upstream's 404 is ``model_not_found``, its 400 and a prompt too
     long for the context window are 400, its 429 is 429, anything else (or a failure after text) is 502.
 
     Args:
         reason: the one-line reason (``ProviderError.reason``, or a stored message's ``error``).
-        status: the upstream's HTTP status; None: read from the reason (``errors.describe`` writes "(404)").
+        status: the upstream's HTTP status (``ProviderError.status``, ``Message.error_status``), when it gave one.
+        code: ``"context_length_exceeded"`` for a request too long for the context window (``ProviderError.code``,
+            ``Message.error_code``).
         streamed: some text had arrived before the failure.
     """
-    if status is None and (found := _STATUS_IN_REASON.search(reason)):
-        status = int(found.group(1))
     if not streamed:
         if status == 404:
             return OpenAIError(404, reason, param="model", code="model_not_found")
-        if "context window is" in reason:
-            return OpenAIError(400, reason, param="messages", code="context_length_exceeded")
+        if code == CONTEXT_LENGTH_EXCEEDED:
+            return OpenAIError(400, reason, param="messages", code=CONTEXT_LENGTH_EXCEEDED)
         if status in (400, 413, 422):
             return OpenAIError(400, reason)
         if status == 429:
@@ -339,13 +338,15 @@ def upstream_failure(reason: str, status: int | None = None, *, streamed: bool =
 
 @dataclass(frozen=True, slots=True)
 class End:
-    """How an answer ended: ``finish_reason`` and usage, or ``error`` (a reason) with the upstream's ``status``."""
+    """How an answer ended: ``finish_reason`` and usage, or ``error`` (a reason) with the upstream's ``status`` and
+    the error's ``code`` (see ``upstream_failure``)."""
 
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error: str | None = None
     status: int | None = None
+    code: str | None = None
 
     @property
     def usage(self) -> Usage:
@@ -366,7 +367,8 @@ def ending(message: Message) -> End:
     """The End of a stored answer."""
     if message.status == Status.complete:
         return End(message.finish_reason or "stop", message.prompt_tokens, message.completion_tokens)
-    return End(error=message.error or _UNFINISHED.get(message.status, f"The answer ended {message.status}."))
+    reason = message.error or _UNFINISHED.get(message.status, f"The answer ended {message.status}.")
+    return End(error=reason, status=message.error_status, code=message.error_code)
 
 
 async def stored_answer(engine: Engine, message_id: int, account: Account = LOCAL) -> Answer:
@@ -399,7 +401,7 @@ async def _provider_answer(
         stream = await engine.provider.stream_chat_completion(messages, model=model, temperature=temperature)
     except ProviderError as failure:
         log.warning("answer (not stored) failed: %s", failure.reason, exc_info=failure)
-        yield End(error=failure.reason, status=failure.status)
+        yield End(error=failure.reason, status=failure.status, code=failure.code)
         return
     finish_reason, prompt_tokens, completion_tokens, chunks = None, None, None, 0
     try:
@@ -412,7 +414,7 @@ async def _provider_answer(
                 prompt_tokens, completion_tokens = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
     except ProviderError as failure:
         log.warning("answer (not stored) failed: %s", failure.reason, exc_info=failure)
-        yield End(error=failure.reason, status=failure.status)
+        yield End(error=failure.reason, status=failure.status, code=failure.code)
         return
     finally:
         with anyio.CancelScope(shield=True):  # also when the client went away (the response's task is cancelled)
@@ -509,7 +511,7 @@ async def events(reply: Reply, first: str | End, answer: Answer, include_usage: 
             yield reply.chunk(ChunkDelta(content=piece), usage=include_usage)
             piece = await anext(answer)
         if piece.error is not None:
-            failure = upstream_failure(piece.error, piece.status, streamed=True)
+            failure = upstream_failure(piece.error, piece.status, piece.code, streamed=True)
             yield {"data": ErrorResponse(error=failure.body).model_dump_json()}
             return
         yield reply.chunk(ChunkDelta(), finish_reason=piece.finish_reason, usage=include_usage)
@@ -674,7 +676,7 @@ def register_openai(app: FastAPI, engine: Engine, store: Store, accounts: Accoun
             if not body.stream:
                 text, end = await unless_disconnected(request, whole(answer), on_gone)
                 if end.error is not None:
-                    raise upstream_failure(end.error, end.status, streamed=bool(text))
+                    raise upstream_failure(end.error, end.status, end.code, streamed=bool(text))
                 choice = Choice(message=AssistantMessage(content=text), finish_reason=end.finish_reason)
                 completion = ChatCompletion(
                     id=reply.id, created=reply.created, model=model, choices=[choice], usage=end.usage
@@ -686,7 +688,7 @@ def register_openai(app: FastAPI, engine: Engine, store: Store, accounts: Accoun
             return Response(status_code=499)  # nobody reads it
         if isinstance(first, End) and first.error is not None:
             await answer.aclose()
-            raise upstream_failure(first.error, first.status)
+            raise upstream_failure(first.error, first.status, first.code)
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         return EventSourceResponse(
             events(reply, first, answer, include_usage),

@@ -179,6 +179,10 @@ class MessageOut(BaseModel):
     content: str
     status: Status
     error: str | None
+    error_status: int | None = Field(description="The model server's HTTP status, when it refused the request.")
+    error_code: str | None = Field(
+        description="`context_length_exceeded` when the request did not fit the model's context window."
+    )
     selected: bool = Field(description="Shown among its variants (the siblings with the same parent).")
     model: str | None
     temperature: float | None

@@ -496,6 +496,7 @@ class Engine:
         model, temperature = assistant.model or self.default_model, assistant.temperature or 0.0
         stream: ChatStream | None = None
         status, error, finish_reason = Status.complete, None, None
+        error_status = error_code = None
         prompt_tokens = completion_tokens = None
         chunks = 0
         ttft = duration = None
@@ -524,7 +525,7 @@ class Engine:
             else:
                 status, error = Status.interrupted, "Parley was stopped while this answer was streaming."
         except ProviderError as failure:
-            status, error = Status.error, failure.reason
+            status, error, error_status, error_code = Status.error, failure.reason, failure.status, failure.code
             log.warning("answer %s failed: %s", generation.message_id, failure.reason, exc_info=failure)
         except Exception as failure:  # a bug of ours: keep the text, say so, keep serving
             status, error = Status.error, f"Internal error: {type(failure).__name__}: {failure}"[:300]
@@ -541,6 +542,8 @@ class Engine:
             generation,
             status=status,
             error=error,
+            error_status=error_status,
+            error_code=error_code,
             finish_reason=finish_reason,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,

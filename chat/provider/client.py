@@ -19,7 +19,7 @@ import openai
 import tenacity
 
 from .context import ContextTooLong, fit_to_context, reserve_for
-from .errors import ProviderError, describe
+from .errors import CONTEXT_LENGTH_EXCEEDED, ProviderError, describe
 from .tokens import CounterCache, context_window
 
 log = logging.getLogger(__name__)
@@ -303,7 +303,7 @@ class Provider:
             else:
                 fitted = fit_to_context(messages, **options)
         except ContextTooLong as error:
-            raise ProviderError(str(error)) from error
+            raise ProviderError(str(error), status=400, code=CONTEXT_LENGTH_EXCEEDED) from error
         if fitted.omitted:
             log.info("left %d earlier message(s) out of a request to %s (window %d tokens, %s, %d counted)",
                      fitted.omitted, model, window, counter.name, fitted.tokens)  # fmt: skip

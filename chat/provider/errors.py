@@ -34,6 +34,8 @@ class ProviderError(Exception):
         context_window: the context window in tokens, when the upstream refused the request as too long and said
             how long it may be (``tokens.window_from_error``).
         connection_lost: True when the connection failed or broke (nothing answered, or the stream was cut).
+        code: ``"context_length_exceeded"`` when the request does not fit the model's context window (OpenAI's
+            error code for it), else None.
     """
 
     def __init__(
@@ -45,15 +47,20 @@ class ProviderError(Exception):
         retryable: bool = False,
         context_window: int | None = None,
         connection_lost: bool = False,
+        code: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.connection_lost = connection_lost
+        self.code = code
         self.reason = reason
         self.status = status
         self.retry_after = retry_after
         self.retryable = retryable
         self.context_window = context_window
 
+
+#: OpenAI's error code for a request longer than the model's context window.
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
 
 #: A masked key as upstreams quote one back ("sk-proj-****...1a2b"): a word with three or more asterisks.
 _MASKED_KEY = re.compile(r"[A-Za-z0-9_.-]*\*{3,}[A-Za-z0-9_.-]*")
@@ -174,7 +181,10 @@ def describe(
             )
         window = window_from_error(f"{error.message} {error.body}") if status in (400, 413, 422) else None
         return ProviderError(
-            f"The model server refused the request ({status}){detail}", status=status, context_window=window
+            f"The model server refused the request ({status}){detail}",
+            status=status,
+            context_window=window,
+            code=CONTEXT_LENGTH_EXCEEDED if window is not None else None,
         )
     if isinstance(error, json.JSONDecodeError | pydantic.ValidationError):
         return ProviderError("The model server sent a malformed chunk; the answer stops here.")
