@@ -226,6 +226,18 @@ def test_refusals_have_openais_error_shape(parley: Parley, upstream: FakeUpstrea
         assert response.json()["error"]["type"] == "invalid_request_error"
 
 
+def test_max_tokens_is_passed_on_per_request(parley: Parley, upstream: FakeUpstream) -> None:
+    client = parley.client()
+    hello = [{"role": "user", "content": "Hi"}]
+    for stored in (True, False):
+        client.chat.completions.create(model="fake-model", messages=hello, max_tokens=7, store=stored)
+        assert upstream.requests[-1]["max_tokens"] == 7
+        client.chat.completions.create(model="fake-model", messages=hello, max_completion_tokens=9, store=stored)
+        assert upstream.requests[-1]["max_tokens"] == 9
+        client.chat.completions.create(model="fake-model", messages=hello, store=stored)
+        assert "max_tokens" not in upstream.requests[-1]  # this server has no --max-tokens: the upstream's own limit
+
+
 def test_a_prompt_longer_than_the_context_window_is_openais_context_length_exceeded(
     parley: Parley, upstream: FakeUpstream, store: Store
 ) -> None:

@@ -291,3 +291,11 @@ async def test_two_sends_at_once_in_one_conversation_store_one_exchange(
     assert isinstance(results[1], ConversationBusy)  # the store works in a thread: the second Send must see it busy
     await engine.live(results[0][1].id).wait()
     assert [m.content for m in store.path(conversation_id)] == ["first", upstream.expected_text()]
+
+
+async def test_an_answers_max_tokens_is_capped_by_the_configured_one(make_engine, upstream: FakeUpstream) -> None:
+    capped, free = make_engine(max_tokens=5), make_engine()
+    for engine, asked, sent in ((capped, 7, 5), (capped, 3, 3), (capped, None, 5), (free, 7, 7), (free, None, None)):
+        _, answer = await engine.send(None, "Hi", max_tokens=asked)
+        await engine.live(answer.id).wait()
+        assert upstream.requests[-1].get("max_tokens") == sent, (asked, sent)

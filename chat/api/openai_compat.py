@@ -128,8 +128,12 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2, description="0 to 2; default: Parley's `--temperature`.")
     stream: bool = Field(False, description="Answer as server-sent events of `chat.completion.chunk`.")
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(None, ge=1, description="Accepted and ignored: Parley's `--max-tokens` applies.")
-    max_completion_tokens: int | None = Field(None, ge=1, description="Accepted and ignored, like `max_tokens`.")
+    max_tokens: int | None = Field(
+        None, ge=1, description="Most tokens of the answer; Parley's `--max-tokens` caps it (the smaller one applies)."
+    )
+    max_completion_tokens: int | None = Field(
+        None, ge=1, description="The newer name of `max_tokens`; when both are given, this one applies."
+    )
     n: int = Field(
         1, description="Must be 1: Parley generates one choice.", json_schema_extra={"minimum": 1, "maximum": 1}
     )
@@ -383,22 +387,36 @@ async def stored_answer(engine: Engine, message_id: int, account: Account = LOCA
 
 
 async def direct_answer(
-    engine: Engine, messages: list[dict[str, str]], model: str, temperature: float, account: Account = LOCAL
+    engine: Engine,
+    messages: list[dict[str, str]],
+    model: str,
+    temperature: float,
+    account: Account = LOCAL,
+    max_tokens: int | None = None,
 ) -> Answer:
-    """An answer straight from the provider, stored nowhere; the upstream stream is closed however this ends. It
-    counts among ``account``'s running answers (``Engine.running``) until it ends; a complete answer's tokens are
-    added to ``account``'s usage (``Engine.record_usage``) before its End."""
+    """An answer straight from the provider, stored nowhere, of at most ``max_tokens`` tokens (``--max-tokens`` caps
+    it); the upstream stream is closed however this ends. It counts among ``account``'s running answers
+    (``Engine.running``) until it ends; a complete answer's tokens are added to ``account``'s usage
+    (``Engine.record_usage``) before its End."""
     with engine.running(account):
-        async with contextlib.aclosing(_provider_answer(engine, messages, model, temperature, account)) as pieces:
+        answer = _provider_answer(engine, messages, model, temperature, account, max_tokens)
+        async with contextlib.aclosing(answer) as pieces:
             async for piece in pieces:
                 yield piece
 
 
 async def _provider_answer(
-    engine: Engine, messages: list[dict[str, str]], model: str, temperature: float, account: Account
+    engine: Engine,
+    messages: list[dict[str, str]],
+    model: str,
+    temperature: float,
+    account: Account,
+    max_tokens: int | None,
 ) -> Answer:
     try:
-        stream = await engine.provider.stream_chat_completion(messages, model=model, temperature=temperature)
+        stream = await engine.provider.stream_chat_completion(
+            messages, model=model, temperature=temperature, max_tokens=max_tokens
+        )
     except ProviderError as failure:
         log.warning("answer (not stored) failed: %s", failure.reason, exc_info=failure)
         yield End(error=failure.reason, status=failure.status, code=failure.code)
@@ -629,6 +647,7 @@ def register_openai(app: FastAPI, engine: Engine, store: Store, accounts: Accoun
         headers: dict[str, str] = {}
         on_gone: Callable[[], Awaitable[Any]] | None = None
         temperature = engine.default_temperature if body.temperature is None else body.temperature
+        max_tokens = body.max_completion_tokens or body.max_tokens
         try:
             engine.check_model(account, engine.model_for(model))
         except ModelNotAllowed as refusal:
@@ -646,7 +665,7 @@ def register_openai(app: FastAPI, engine: Engine, store: Store, accounts: Accoun
             if turns:
                 await asyncio.to_thread(store.add_history, conversation_id, turns)
             try:
-                _, assistant = await engine.send(conversation_id, last, account=account)
+                _, assistant = await engine.send(conversation_id, last, account=account, max_tokens=max_tokens)
             except (RateLimited, ModelNotAllowed) as refusal:  # refused: keep nothing of the request
                 await engine.delete_conversation(conversation_id, account)
                 if isinstance(refusal, RateLimited):
@@ -670,7 +689,7 @@ def register_openai(app: FastAPI, engine: Engine, store: Store, accounts: Accoun
             messages += [{"role": role.value, "content": text} for role, text in turns] + [
                 {"role": "user", "content": clean_text(last)}
             ]
-            answer = direct_answer(engine, messages, model, temperature, account)
+            answer = direct_answer(engine, messages, model, temperature, account, max_tokens)
         reply = Reply(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model)
         try:
             if not body.stream:

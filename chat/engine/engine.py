@@ -288,6 +288,7 @@ class Engine:
         temperature: float | None = None,
         model: str | None = None,
         account: Account = LOCAL,
+        max_tokens: int | None = None,
     ) -> tuple[Message, Message]:
         """Store a user message and start generating the answer to it.
 
@@ -298,6 +299,7 @@ class Engine:
             temperature: overrides the conversation's temperature for this answer.
             model: overrides the conversation's model for this answer.
             account: who sends it: the owner of a new conversation; another user's conversation is NotFound.
+            max_tokens: most tokens of this answer (a ``/v1`` request's ``max_tokens``; ``--max-tokens`` caps it).
 
         Returns:
             ``(user_message, assistant_message)``; the assistant message is ``streaming``; both carry the
@@ -347,7 +349,7 @@ class Engine:
         with self._claim(conversation_id, "Wait for the current answer to finish, or stop it, before sending another "
                                           "message."):  # fmt: skip
             user, assistant, messages, first_title = await asyncio.to_thread(store_exchange)
-            self._start(assistant, messages, account.user_id)
+            self._start(assistant, messages, account.user_id, max_tokens)
         if conversation_id is None:
             self.notify(user.conversation_id, "created")
         elif user.parent_id is None and first_title is not None:
@@ -450,12 +452,14 @@ class Engine:
 
     # -- the generation task ---------------------------------------------------------------------
 
-    def _start(self, assistant: Message, messages: list[dict[str, str]], user_id: int | None) -> Generation:
+    def _start(
+        self, assistant: Message, messages: list[dict[str, str]], user_id: int | None, max_tokens: int | None = None
+    ) -> Generation:
         assert assistant.id is not None
         generation = Generation(assistant.id, assistant.conversation_id, user_id)
         self.generations[assistant.id] = generation
         generation.task = asyncio.get_running_loop().create_task(
-            self._generate(generation, assistant, messages), name=f"generation-{assistant.id}"
+            self._generate(generation, assistant, messages, max_tokens), name=f"generation-{assistant.id}"
         )
         generation.task.add_done_callback(lambda task: self._task_ended(generation, task))
         if self._checkpointer is None or self._checkpointer.done():
@@ -492,7 +496,9 @@ class Engine:
             self.checkpoints += 1
             saved.update({key: (now, size) for key, size in sizes.items() if key in self.generations})
 
-    async def _generate(self, generation: Generation, assistant: Message, messages: list[dict[str, str]]) -> None:
+    async def _generate(
+        self, generation: Generation, assistant: Message, messages: list[dict[str, str]], max_tokens: int | None
+    ) -> None:
         model, temperature = assistant.model or self.default_model, assistant.temperature or 0.0
         stream: ChatStream | None = None
         status, error, finish_reason = Status.complete, None, None
@@ -503,7 +509,7 @@ class Engine:
         started = time.monotonic()
         try:
             stream = await self.provider.stream_chat_completion(
-                messages, model=model, temperature=temperature, on_wait=generation.set_phase
+                messages, model=model, temperature=temperature, on_wait=generation.set_phase, max_tokens=max_tokens
             )
             started = time.monotonic()
             generation.set_phase(Phase.thinking)

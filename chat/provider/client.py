@@ -234,6 +234,7 @@ class Provider:
         model: str,
         temperature: float,
         on_wait: Callable[[str], None] | None = None,
+        max_tokens: int | None = None,
     ) -> ChatStream:
         """Start a streaming chat completion.
 
@@ -241,6 +242,8 @@ class Provider:
             messages: the request's messages, ``[{"role": "system"|"user"|"assistant", "content": str}, ...]``.
             model: the model id.
             temperature: sampling temperature, 0 to 2.
+            max_tokens: most tokens of this answer (e.g. a ``/v1`` request's ``max_tokens``); the configured
+                ``max_tokens`` caps it.
             on_wait: told ``"loading"`` while the upstream starts, ``"queued"`` while another answer
                 holds the upstream, ``"retrying"`` while waiting to send the request again.
 
@@ -259,11 +262,12 @@ class Provider:
                 on_wait("queued")
             await self._slots.acquire()
         release = self._slots.release if self._slots is not None else (lambda: None)
+        limit = self.answer_limit(max_tokens)
         try:
             for attempt in (1, 2):
-                request, omitted = await self.fit(messages, model)
+                request, omitted = await self.fit(messages, model, limit)
                 try:
-                    stream = await self._create_with_retries(request, model, temperature, on_wait)
+                    stream = await self._create_with_retries(request, model, temperature, on_wait, limit)
                     break
                 except ProviderError as failure:
                     window = failure.context_window
@@ -277,12 +281,20 @@ class Provider:
             raise
         return ChatStream(self, stream, model, release, omitted)
 
+    def answer_limit(self, max_tokens: int | None) -> int | None:
+        """The most tokens an answer may have: the smaller of ``max_tokens`` and the configured ``max_tokens`` (None:
+        the upstream's own limit)."""
+        limits = [limit for limit in (max_tokens, self.max_tokens) if limit]
+        return min(limits) if limits else None
+
     def window_for(self, model: str) -> int | None:
         """The context window of ``model`` in tokens (learned from the upstream, configured, or from the table of
         well-known models), or None when unknown."""
         return self.learned_windows.get(model) or context_window(model, configured=self.context_window)
 
-    async def fit(self, messages: list[dict[str, str]], model: str) -> tuple[list[dict[str, str]], int]:
+    async def fit(
+        self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None
+    ) -> tuple[list[dict[str, str]], int]:
         """The request's messages fitted to ``model``'s context window (oldest turns left out first; the system
         prompt and the new message always kept; room kept for the answer, see ``context.reserve_for``).
 
@@ -296,7 +308,7 @@ class Provider:
         if window is None:
             return messages, 0
         counter = self.counters.get(model)
-        options = {"window": window, "reserve": reserve_for(window, self.max_tokens), "counter": counter}
+        options = {"window": window, "reserve": reserve_for(window, max_tokens or self.max_tokens), "counter": counter}
         try:
             if counter.exact:  # a real tokenizer may take a while on a long history it has not seen yet
                 fitted = await asyncio.to_thread(fit_to_context, messages, **options)
@@ -325,6 +337,7 @@ class Provider:
         model: str,
         temperature: float,
         on_wait: Callable[[str], None] | None,
+        max_tokens: int | None = None,
     ) -> openai.AsyncStream[Any]:
         """``_create``, retried by tenacity while nothing has streamed: up to ``retries`` times, waiting what the
         upstream's ``Retry-After`` asks, else an exponential backoff with jitter (0.5 s, 1 s, 2 s, ... at most 8 s),
@@ -353,15 +366,17 @@ class Provider:
         )
         async for attempt in retrying:
             with attempt:
-                stream = await self._create(messages, model, temperature)
+                stream = await self._create(messages, model, temperature, max_tokens)
         return stream
 
-    async def _create(self, messages: list[dict[str, str]], model: str, temperature: float) -> openai.AsyncStream[Any]:
+    async def _create(
+        self, messages: list[dict[str, str]], model: str, temperature: float, max_tokens: int | None = None
+    ) -> openai.AsyncStream[Any]:
         if self.system_in_first_turn:
             messages = self.system_into_first_turn(messages)
         extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if self._usage_in_stream else {}
-        if self.max_tokens:
-            extra["max_tokens"] = self.max_tokens
+        if max_tokens:
+            extra["max_tokens"] = max_tokens
         try:
             async with asyncio.timeout(self.read_timeout):  # the SDK's read timeout may be the longer idle_timeout
                 return await self.client.chat.completions.create(
@@ -378,7 +393,7 @@ class Provider:
             if "stream_options" in extra and "stream_options" in str(error.body or error.message):
                 log.info("%s rejects stream_options; asking without usage from now on", self.base_url)
                 self._usage_in_stream = False
-                return await self._create(messages, model, temperature)
+                return await self._create(messages, model, temperature, max_tokens)
             raise self.describe(error, model, streamed=False) from error
         except Exception as error:
             raise self.describe(error, model, streamed=False) from error
