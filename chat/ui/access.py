@@ -134,5 +134,6 @@ def plain_header(title: str, account: Account, accounts: Accounts) -> None:
 
 def not_found_notice() -> None:
     """What a page shows for something that does not exist, or that this user may not see (the same words)."""
+    ui.context.client.status_code = 404
     ui.label("This page does not exist.").classes("m-8 text-lg").mark("not-found")
     ui.link("Back to the chats", "/")

@@ -111,6 +111,7 @@ def layout(
         try:
             title = store.get_conversation(conversation_id, owner=account.owner).title
         except NotFound:
+            ui.context.client.status_code = 404  # the same answer as for a missing id on /api
             ui.label("This conversation does not exist (it may have been deleted).").classes("m-8 text-lg")
             ui.link("Start a new chat", "/")
             return
