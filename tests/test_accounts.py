@@ -12,6 +12,7 @@ import pytest
 
 from chat.auth import Accounts, LoginFailed, WeakPassword, session_secret
 from chat.auth.accounts import token_hash
+from chat.auth.passwords import verify_password
 from chat.engine import LOCAL, Account, Engine, Limits, ModelNotAllowed, RateLimited
 from chat.provider import Provider
 from chat.store import NameTaken, NotFound, Status, Store
@@ -298,3 +299,17 @@ async def test_answers_streamed_outside_the_engine_count_as_running(team, store:
         with pytest.raises(RateLimited, match="answers running"):
             await engine.send(None, "one too many", account=bob)
     assert engine.running_answers(bob) == 0 and store.list_conversations(owner=bob.user_id) == []
+
+
+async def test_wrong_current_passwords_count_with_failed_logins(store: Store) -> None:
+    accounts = Accounts(store, login_attempts_per_ip=100, login_attempts_per_name=3, enabled=True)
+    user = accounts.add_user("ann", PASSWORD)
+    account = Account(user.id, "ann")
+    for _ in range(3):  # a stolen session guessing the password
+        with pytest.raises(LoginFailed):
+            accounts.change_password(account, "guess", "a new password")
+    with pytest.raises(RateLimited):
+        accounts.change_password(account, PASSWORD, "a new password")  # even the right one, for a minute
+    with pytest.raises(RateLimited):
+        await accounts.login("ann", PASSWORD, "10.0.0.9")
+    assert verify_password(store.get_user(user.id).password_hash, PASSWORD)

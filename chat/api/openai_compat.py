@@ -21,8 +21,8 @@ conversation of the token's user; ``store: false`` answers count in their daily 
 models the user may use, and another model is 404 ``model_not_found``, as OpenAI answers a model you have no access
 to. Over the user's limits (messages per minute, answers at once) the answer is 429 ``rate_limit_exceeded`` with
 ``Retry-After`` and ``x-should-retry: true``: the openai SDK waits and retries (``max_retries``, 2 by default), as
-for OpenAI's own rate limits; ``store: false`` requests count towards messages per minute but not towards answers at
-once. Other errors from 429 on (the upstream's, after Parley's own ``--retries``) say ``x-should-retry: false``.
+for OpenAI's own rate limits; ``store: false`` requests count towards both limits too (``Engine.running``). Other
+errors from 429 on (the upstream's, after Parley's own ``--retries``) say ``x-should-retry: false``.
 """
 
 import asyncio
@@ -640,7 +640,7 @@ def register_openai(app: FastAPI, engine: Engine, store: Store, accounts: Accoun
 
         With accounts, the conversation is yours; a model you may not use is 404 ``model_not_found``, and too many
         messages in the last minute or answers running at once is 429 ``rate_limit_exceeded`` with ``Retry-After``
-        (nothing is stored then). Requests with ``store`` false count towards messages per minute too.
+        (nothing is stored then). Requests with ``store`` false count towards both limits too.
         """
         system, turns, last = split_messages(body.messages, engine.max_message_length)
         model = body.model.strip()

@@ -151,11 +151,15 @@ class Accounts:
         """Change ``account``'s password after checking the current one (see ``set_password``). Blocking.
 
         Raises:
+            RateLimited: too many wrong passwords for this name in the last minute (logins and changes count alike,
+                so a stolen session cannot guess the password faster than a login could).
             LoginFailed: ``current`` is wrong.
             WeakPassword: ``new`` is too short.
         """
         assert account.user_id is not None, "personal mode has no password"
+        self._check_attempts(None, account.name)
         if not verify_password(self.store.get_user(account.user_id).password_hash, current):
+            self._failed(None, account.name)
             raise LoginFailed("The current password is wrong.")
         self.set_password(account.user_id, new, keep_session=keep_session)
 
@@ -171,8 +175,18 @@ class Accounts:
 
     # -- logging in -----------------------------------------------------------------------------------
 
-    def _check_attempts(self, address: str, name: str) -> None:
-        for item, key in ((self._per_ip, f"ip:{address}"), (self._per_name, f"name:{name}")):
+    def _limits(self, address: str | None, name: str) -> list[tuple[RateLimitItemPerMinute, str]]:
+        """The failed-login counters an attempt from ``address`` (None: not a login form) for ``name`` counts in."""
+        counters = [(self._per_name, f"name:{name}")]
+        return counters if address is None else [(self._per_ip, f"ip:{address}"), *counters]
+
+    def _failed(self, address: str | None, name: str) -> None:
+        """Count one failed attempt."""
+        for item, key in self._limits(address, name):
+            self._limiter.hit(item, "login", key)
+
+    def _check_attempts(self, address: str | None, name: str) -> None:
+        for item, key in self._limits(address, name):
             if not self._limiter.test(item, "login", key):
                 reset = self._limiter.get_window_stats(item, "login", key).reset_time
                 wait = max(1, math.ceil(reset - time.time()))
@@ -195,8 +209,7 @@ class Accounts:
         user = await asyncio.to_thread(self.store.user_by_name, name)
         matches = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
         if user is None or not matches or user.disabled:
-            self._limiter.hit(self._per_ip, "login", f"ip:{address}")
-            self._limiter.hit(self._per_name, "login", f"name:{name}")
+            self._failed(address, name)
             raise LoginFailed("Wrong user name or password.")
         assert user.id is not None
         if needs_rehash(user.password_hash):

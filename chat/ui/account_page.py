@@ -1,7 +1,8 @@
 """``/account``: the signed-in user's password and API tokens.
 
-* **Password**: current, new, repeated. A wrong current password, a short new one or a mismatch is said under the
-  form; a change logs out the user's other browsers (``Accounts.set_password``) but keeps this one.
+* **Password**: current, new, repeated. A wrong current password, a short new one, a mismatch or too many wrong
+  passwords (they count with failed logins) is said under the form; a change logs out the user's other browsers
+  (``Accounts.set_password``) but keeps this one.
 * **API tokens** (``Authorization: Bearer parley_…`` on ``/api`` and ``/v1``): listed by name, first characters,
   creation and last use; a new token's secret is shown once, in a dialog with a Copy button (only its SHA-256 is
   stored); Revoke asks first.
@@ -17,7 +18,7 @@ from starlette.requests import Request
 
 from ..auth import Accounts, LoginFailed, WeakPassword
 from ..auth.http import session_token
-from ..engine import Account
+from ..engine import Account, RateLimited
 from ..store import ApiToken, NotFound, Store
 from .access import Guard, always_signed_in, plain_header
 from .chat_view import show_error
@@ -95,7 +96,7 @@ def password_form(
             except LoginFailed:
                 say("The current password is wrong.", ok=False)
                 return
-            except WeakPassword as error:
+            except (WeakPassword, RateLimited) as error:
                 say(str(error), ok=False)
                 return
             except Exception as error:
