@@ -220,7 +220,9 @@ def test_refusals_have_openais_error_shape(parley: Parley, upstream: FakeUpstrea
     bad_json = httpx.post(f"{parley.url}/v1/chat/completions", content=b"{not json", timeout=10,
                           headers={"content-type": "application/json"})  # fmt: skip
     unknown_path = httpx.get(f"{parley.url}/v1/embeddings", timeout=10)
-    for response, status in ((bad_json, 400), (unknown_path, 404)):
+    other_methods = [httpx.request(method, f"{parley.url}/v1/chat/completions", timeout=10)
+                     for method in ("GET", "PUT", "OPTIONS")]  # fmt: skip
+    for response, status in ((bad_json, 400), (unknown_path, 404), *((r, 404) for r in other_methods)):
         assert response.status_code == status
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}
         assert response.json()["error"]["type"] == "invalid_request_error"

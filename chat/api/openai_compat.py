@@ -715,7 +715,10 @@ def register_openai(app: FastAPI, engine: Engine, store: Store, accounts: Accoun
             client_close_handler_callable=(lambda _message: on_gone()) if on_gone is not None else None,
         )
 
-    @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    # every method: also a known path with another method (GET /v1/chat/completions, HEAD, OPTIONS) is OpenAI's 404
+    # "Invalid URL", not Starlette's 405 {"detail"}
+    @router.api_route("/{path:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+                      include_in_schema=False)  # fmt: skip
     async def unknown(path: str, request: Request) -> Response:
         raise OpenAIError(404, f"Invalid URL ({request.method} /v1/{path})")
 
