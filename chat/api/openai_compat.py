@@ -421,15 +421,10 @@ async def _provider_answer(
         log.warning("answer (not stored) failed: %s", failure.reason, exc_info=failure)
         yield End(error=failure.reason, status=failure.status, code=failure.code)
         return
-    finish_reason, prompt_tokens, completion_tokens, chunks = None, None, None, 0
     try:
-        async for chunk in stream:
+        async for chunk in stream:  # the stream keeps the finish_reason and the usage itself
             if chunk.delta:
-                chunks += 1
                 yield clean_text(chunk.delta)
-            finish_reason = chunk.finish_reason or finish_reason
-            if chunk.usage is not None:
-                prompt_tokens, completion_tokens = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
     except ProviderError as failure:
         log.warning("answer (not stored) failed: %s", failure.reason, exc_info=failure)
         yield End(error=failure.reason, status=failure.status, code=failure.code)
@@ -437,9 +432,9 @@ async def _provider_answer(
     finally:
         with anyio.CancelScope(shield=True):  # also when the client went away (the response's task is cancelled)
             await stream.aclose()
-    completion_tokens = completion_tokens if completion_tokens is not None else chunks
-    await asyncio.to_thread(engine.record_usage, account, prompt_tokens, completion_tokens)
-    yield End(finish_reason or "stop", prompt_tokens, completion_tokens)
+    prompt_tokens = stream.usage.prompt_tokens if stream.usage is not None else None
+    await asyncio.to_thread(engine.record_usage, account, prompt_tokens, stream.completion_tokens)
+    yield End(stream.finish_reason or "stop", prompt_tokens, stream.completion_tokens)
 
 
 class ClientGone(Exception):

@@ -501,10 +501,8 @@ class Engine:
     ) -> None:
         model, temperature = assistant.model or self.default_model, assistant.temperature or 0.0
         stream: ChatStream | None = None
-        status, error, finish_reason = Status.complete, None, None
+        status, error = Status.complete, None
         error_status = error_code = None
-        prompt_tokens = completion_tokens = None
-        chunks = 0
         ttft = duration = None
         started = time.monotonic()
         try:
@@ -513,18 +511,12 @@ class Engine:
             )
             started = time.monotonic()
             generation.set_phase(Phase.thinking)
-            async for chunk in stream:
+            async for chunk in stream:  # the stream keeps the finish_reason and the usage itself
                 if chunk.delta:
-                    delta = clean_text(chunk.delta)
                     if ttft is None:
                         ttft = time.monotonic() - started
                         generation.set_phase(Phase.streaming)
-                    chunks += 1
-                    generation.append(delta)
-                if chunk.finish_reason:
-                    finish_reason = chunk.finish_reason
-                if chunk.usage is not None:
-                    prompt_tokens, completion_tokens = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+                    generation.append(clean_text(chunk.delta))
         except asyncio.CancelledError:
             if generation.cancelled_by_user:
                 status = Status.cancelled
@@ -541,21 +533,18 @@ class Engine:
                 with contextlib.suppress(Exception):
                     await stream.aclose()
             duration = time.monotonic() - started if stream is not None else None
-        omitted = stream.omitted if stream is not None else 0
-        if completion_tokens is None and chunks:
-            completion_tokens = chunks  # servers without usage in the stream: one chunk per token
         await self._store_result(
             generation,
             status=status,
             error=error,
             error_status=error_status,
             error_code=error_code,
-            finish_reason=finish_reason,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
+            finish_reason=stream.finish_reason if stream is not None else None,
+            prompt_tokens=stream.usage.prompt_tokens if stream is not None and stream.usage is not None else None,
+            completion_tokens=stream.completion_tokens if stream is not None else None,
             ttft=ttft,
             duration=duration,
-            omitted_messages=omitted or None,
+            omitted_messages=(stream.omitted or None) if stream is not None else None,
         )
 
     def _task_ended(self, generation: Generation, task: asyncio.Task[None]) -> None:

@@ -48,6 +48,9 @@ class ChatStream:
     Closing ends the HTTP response, which is how a server learns to stop generating
     (llama.cpp's server and OpenAI both stop when the client goes away).
 
+    While it is iterated it also keeps what the answer came to: ``finish_reason``, ``usage`` (the upstream's last),
+    ``deltas`` (chunks with text) and ``completion_tokens``.
+
     Raises (while iterating):
         ProviderError: the upstream failed; ``reason`` says how.
     """
@@ -67,6 +70,20 @@ class ChatStream:
         self._model = model
         self._release = release
         self._closed = False
+        self.finish_reason: str | None = None
+        """The upstream's ``finish_reason`` ("stop", "length", "content_filter", ...), once it sent one."""
+        self.usage: Usage | None = None
+        """The token counts the upstream sent (OpenAI: in a last chunk when ``stream_options.include_usage``)."""
+        self.deltas = 0
+        """Chunks with text so far."""
+
+    @property
+    def completion_tokens(self) -> int | None:
+        """Tokens of the answer: the upstream's count, else one per chunk with text (servers that send no usage
+        stream a token per chunk); None when there is neither."""
+        if self.usage is not None:
+            return self.usage.completion_tokens
+        return self.deltas or None
 
     async def __aiter__(self) -> AsyncIterator[ChatChunk]:
         provider = self._provider
@@ -84,7 +101,7 @@ class ChatStream:
                     break
                 usage = None
                 if chunk.usage is not None:
-                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    usage = self.usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                 if not chunk.choices:
                     if usage is not None:
                         yield ChatChunk(usage=usage)
@@ -93,10 +110,12 @@ class ChatStream:
                 delta = (choice.delta.content if choice.delta else None) or ""
                 if delta:
                     streamed = True
+                    self.deltas += 1
                 if streamed:
                     deadline = loop.time() + provider.idle_timeout
                 if choice.finish_reason:
                     finished = True
+                    self.finish_reason = choice.finish_reason
                 if delta or choice.finish_reason or usage:
                     yield ChatChunk(delta, choice.finish_reason, usage)
         except TimeoutError as error:
