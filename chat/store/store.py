@@ -113,6 +113,17 @@ class Store:
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
 
+    def _update(self, table: type[T], key: int, fields: dict[str, Any]) -> T:
+        """Set ``fields`` (column name -> value) on the row of ``table`` with primary key ``key``, in one transaction;
+        return the row. Raises NotFound."""
+        with self._session() as session:
+            row = _require(session, table, key)
+            for name, value in fields.items():
+                setattr(row, name, value)
+            session.add(row)
+            session.commit()
+            return row
+
     # -- conversations ---------------------------------------------------------------------------
 
     def create_conversation(self, **fields: Any) -> Conversation:
@@ -141,14 +152,7 @@ class Store:
 
     def update_conversation(self, conversation_id: int, **fields: Any) -> Conversation:
         """Set some of a conversation's columns (title, system_prompt, model, temperature). Raises NotFound."""
-        with self._session() as session:
-            conversation = _require(session, Conversation, conversation_id)
-            for name, value in fields.items():
-                setattr(conversation, name, value)
-            conversation.updated_at = utcnow()
-            session.add(conversation)
-            session.commit()
-            return conversation
+        return self._update(Conversation, conversation_id, {**fields, "updated_at": utcnow()})
 
     def delete_conversation(self, conversation_id: int) -> None:
         """Delete a conversation and all its messages. Raises NotFound."""
@@ -341,13 +345,7 @@ class Store:
         Raises:
             NotFound: no such message.
         """
-        with self._session() as session:
-            message = _require(session, Message, message_id)
-            for name, value in fields.items():
-                setattr(message, name, value)
-            session.add(message)
-            session.commit()
-            return message
+        return self._update(Message, message_id, fields)
 
     def interrupt_streaming(self, reason: str = "Parley stopped while this answer was streaming.") -> int:
         """Mark every message still ``streaming`` as ``interrupted``, keeping its text.
@@ -416,13 +414,7 @@ class Store:
 
     def update_user(self, user_id: int, **fields: Any) -> User:
         """Set some of a user's columns (password_hash, is_admin, disabled, models, last_login_at). Raises NotFound."""
-        with self._session() as session:
-            user = _require(session, User, user_id)
-            for name, value in fields.items():
-                setattr(user, name, value)
-            session.add(user)
-            session.commit()
-            return user
+        return self._update(User, user_id, fields)
 
     def delete_user(self, user_id: int) -> None:
         """Delete a user with their conversations, sessions, tokens and usage. Raises NotFound."""
