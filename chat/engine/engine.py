@@ -162,9 +162,12 @@ class Engine:
 
     def create_conversation(self, account: Account = LOCAL, **fields: object) -> int:
         """Create a conversation of ``account`` with the default temperature; return its id. The title is cleaned as
-        in ``update_conversation`` (whitespace collapsed, at most 200 characters, blank: "New chat")."""
+        in ``update_conversation`` (whitespace collapsed, at most 200 characters, blank: "New chat"). Raises
+        ModelNotAllowed for a ``model`` the account may not use."""
         fields.setdefault("temperature", self.default_temperature)
         fields["user_id"] = account.user_id
+        if fields.get("model"):
+            self.check_model(account, self.model_for(fields["model"]))  # type: ignore[arg-type]
         if "title" in fields:
             fields["title"] = clean_title(fields["title"])
         conversation = self.store.create_conversation(**fields)
