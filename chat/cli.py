@@ -1,4 +1,5 @@
-"""The command line: ``python app.py [options]`` serves Parley; ``python app.py user …`` manages accounts.
+"""The command line: ``python app.py [options]`` (or the installed ``parley [options]``) serves Parley;
+``python app.py user …`` (``parley user …``) manages accounts.
 
 ``user`` commands (they read the same ``DATABASE_URL`` / ``PARLEY_DATA_DIR`` / ``.env`` as the server, or
 ``--data-dir`` / ``--database-url``):
@@ -43,9 +44,14 @@ def read_password(stdin_is_terminal: bool | None = None) -> str:
     return line.rstrip("\r\n")
 
 
-def user_command(argv: list[str]) -> int:
-    """Run ``user add|passwd|list`` (``argv`` without the leading ``user``); return the exit status."""
-    parser = argparse.ArgumentParser(prog="app.py user", description="Manage Parley's user accounts.")
+def user_command(argv: list[str], prog: str = "app.py") -> int:
+    """Run ``user add|passwd|list`` (``argv`` without the leading ``user``); return the exit status.
+
+    Args:
+        argv: the arguments after ``user``.
+        prog: the program's name in ``--help``.
+    """
+    parser = argparse.ArgumentParser(prog=f"{prog} user", description="Manage Parley's user accounts.")
     parser.add_argument("--data-dir", help="Parley's data folder (default: as the server's settings).")
     parser.add_argument("--database-url", help="SQLAlchemy URL of the database (default: as the server's).")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -91,10 +97,27 @@ def user_command(argv: list[str]) -> int:
         store.close()
 
 
-def main(argv: list[str] | None) -> None:
-    """Serve Parley with the settings of ``argv`` (None: environment only), or run a ``user`` command."""
+def main(argv: list[str] | None, prog: str = "app.py") -> None:
+    """Serve Parley with the settings of ``argv`` (None: environment only), or run a ``user`` command.
+
+    Args:
+        argv: the command-line arguments without the program name; None reads no flags (NiceGUI's test simulation).
+        prog: the program's name in ``--help``.
+
+    Exits:
+        with a ``user`` command's status; with status 2 and one line on standard error for a bad setting.
+    """
     if argv and argv[0] == "user":
-        raise SystemExit(user_command(argv[1:]))
+        raise SystemExit(user_command(argv[1:], prog))
     from .server import run  # NiceGUI is imported only to serve
 
-    run(load_settings(argv))
+    run(load_settings(argv, prog))
+
+
+def command() -> None:
+    """The ``parley`` console command (``[project.scripts]``): ``main`` with this process's arguments.
+
+    NiceGUI needs no ``__main__`` file for this: ``ui.run`` with ``reload=False`` serves the app object in this
+    process (only auto-reload re-imports the main file).
+    """
+    main(sys.argv[1:], "parley")

@@ -11,15 +11,19 @@ from __future__ import annotations
 import ipaddress
 import sys
 from pathlib import Path
+from typing import Literal, get_args
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Settings read from the variables their own tools use, not PARLEY_*.
 ENV_NAMES = {"database_url": "DATABASE_URL", "openai_api_key": "OPENAI_API_KEY", "openai_base_url": "OPENAI_BASE_URL"}
 
-#: The model name the embedded llama.cpp server answers to.
-EMBEDDED_MODEL = "gemma-3-270m"
+#: The ids of the embedded models Parley can serve itself; ``provider/embedded_models.py`` describes each.
+EmbeddedModelId = Literal["smollm2-135m-instruct", "gemma-3-270m"]
+
+#: The embedded model served when ``--embedded-model`` is not given.
+DEFAULT_EMBEDDED_MODEL: EmbeddedModelId = "smollm2-135m-instruct"
 
 
 class Settings(BaseSettings):
@@ -43,10 +47,6 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("database_url", "DATABASE_URL"),
         description="SQLAlchemy URL of the database (default: sqlite:///<data-dir>/parley.db).",
     )
-    model: str | None = Field(
-        None,
-        description=f"Default model for new conversations (default: the upstream's first model, or {EMBEDDED_MODEL}).",
-    )
     openai_api_key: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("openai_api_key", "OPENAI_API_KEY"),
@@ -56,6 +56,17 @@ class Settings(BaseSettings):
         None,
         validation_alias=AliasChoices("openai_base_url", "OPENAI_BASE_URL"),
         description="Base URL of an OpenAI-compatible upstream, e.g. http://127.0.0.1:11434/v1 for Ollama.",
+    )
+    # after the upstream's settings and before ``model``, whose check reads them
+    embedded_model: EmbeddedModelId = Field(
+        DEFAULT_EMBEDDED_MODEL,
+        description="The model Parley serves itself when no upstream is set: smollm2-135m-instruct (instruction-"
+        "tuned, SmolLM2 135M) or gemma-3-270m (a base model, Gemma 3 270M).",
+    )
+    model: str | None = Field(
+        None,
+        description="Default model for new conversations (default: the upstream's preferred or first model; "
+        "without an upstream, the embedded model, the only one it may be).",
     )
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Default temperature (0 to 2).")
     connect_timeout: float = Field(10.0, gt=0, description="Seconds to connect to the upstream.")
@@ -90,14 +101,17 @@ class Settings(BaseSettings):
     max_tokens: int | None = Field(
         None,
         ge=1,
-        description="Most tokens per answer (default: 512 for the embedded model, else the upstream's limit).",
+        description="Most tokens per answer (default: the embedded model's, 1024 for SmolLM2 and 512 for Gemma; "
+        "else the upstream's limit).",
     )
     checkpoint_interval: float = Field(
         0.5,
         gt=0,
         description="Seconds between two saves of a streaming answer's partial text.",
     )
-    embedded_context: int = Field(8192, ge=512, description="Context window of the embedded model, in tokens.")
+    embedded_context: int | None = Field(
+        None, ge=512, description="Context window of the embedded model, in tokens (default: the model's, 8192)."
+    )
     embedded_threads: int | None = Field(None, ge=1, description="CPU threads for the embedded model.")
     insecure_expose_without_login: bool = Field(
         False,
@@ -132,6 +146,22 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value or None
 
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Without an upstream the default model can only be the embedded model: its server answers any model name
+        with its one model, so Parley refuses the others (see ``provider/embedded_models.py``)."""
+        embedded = info.data.get("embedded_model")
+        upstream = info.data.get("openai_api_key") is not None or info.data.get("openai_base_url") is not None
+        if not value or upstream or embedded is None or value == embedded:
+            return value
+        if value in get_args(EmbeddedModelId):
+            raise ValueError(f"Parley's embedded model is {embedded}; to serve {value}, use --embedded-model {value}")
+        raise ValueError(
+            f"without an upstream Parley serves only its embedded model, {embedded}: leave --model out, or set "
+            f"OPENAI_BASE_URL to an upstream that serves {value}"
+        )
+
     @property
     def on_loopback(self) -> bool:
         """True when ``host`` is a loopback address (127.0.0.0/8, ::1) or ``localhost``: only this machine sees it."""
@@ -153,11 +183,12 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.data_dir / 'parley.db'}"
 
 
-def load_settings(argv: list[str] | None = None) -> Settings:
+def load_settings(argv: list[str] | None = None, prog: str = "app.py") -> Settings:
     """Read the settings from flags, environment and ``.env``.
 
     Args:
         argv: command-line arguments (without the program name); ``None`` reads no flags.
+        prog: the program's name in ``--help`` (``app.py``, or ``parley`` for the installed command).
 
     Returns:
         The settings.
@@ -166,7 +197,7 @@ def load_settings(argv: list[str] | None = None) -> Settings:
         with status 2 and one line per bad setting on standard error (no traceback) when a value is invalid.
     """
     try:
-        settings = Settings() if argv is None else Settings(_cli_parse_args=argv)
+        settings = Settings() if argv is None else Settings(_cli_parse_args=argv, _cli_prog_name=prog)
     except ValidationError as error:
         for problem in error.errors():
             name = str(problem["loc"][0]) if problem["loc"] else "settings"

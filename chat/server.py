@@ -14,9 +14,9 @@ from nicegui import app, ui
 from .api import register_api
 from .auth import Accounts, session_secret
 from .auth.http import register_login
-from .config import EMBEDDED_MODEL, Settings, check_exposure
+from .config import Settings, check_exposure
 from .engine import Engine, Limits
-from .provider import EmbeddedModelServer, Provider, ProviderError
+from .provider import EMBEDDED_MODELS, EmbeddedModel, EmbeddedModelServer, Provider, ProviderError
 from .provider.errors import redact
 from .provider.tokens import CounterCache
 from .store import Store
@@ -25,22 +25,25 @@ from .ui.pages import register_pages
 
 log = logging.getLogger("parley")
 
-#: Most tokens per answer of the embedded base model, which otherwise may ramble until its context is full.
-EMBEDDED_MAX_TOKENS = 512
-
 #: Preferred default among an upstream's models when none is configured.
 PREFERRED_MODELS = ("gpt-4o-mini", "gpt-4.1-mini")
 
 
 @dataclass
 class Services:
-    """Everything one running Parley holds."""
+    """Everything one running Parley holds.
+
+    Attributes:
+        embedded: the embedded model's server; None with an upstream.
+        embedded_model: the embedded model served (its id, name, examples: ``EmbeddedModel``); None with an upstream.
+    """
 
     settings: Settings
     store: Store
     provider: Provider
     engine: Engine
     embedded: EmbeddedModelServer | None
+    embedded_model: EmbeddedModel | None
     accounts: Accounts
 
 
@@ -63,11 +66,12 @@ def embedded_provider(
     """The Provider of the embedded model: before each request it waits for ``server`` (starting it, or restarting
     it when its process died) and follows its port; it streams one answer at a time; a failure caused by the
     server's exit says so (``EmbeddedModelServer.explain``); requests are fitted to the server's ``n_ctx`` counted
-    with the model's own vocabulary, and the system prompt goes into the first user turn (Gemma has no system role).
+    with the model's own vocabulary; without a system role (Gemma) the system prompt goes into the first user turn;
+    it lists only the model's id and refuses any other model name (``EmbeddedModel.refuse``).
 
     Args:
         server: the embedded model's server.
-        max_tokens: most tokens per answer (default ``EMBEDDED_MAX_TOKENS``).
+        max_tokens: most tokens per answer (default: the model's ``max_tokens``).
         context_window: overrides the server's ``n_ctx``, tokens.
         options: more ``Provider`` arguments (timeouts, retries).
     """
@@ -76,16 +80,19 @@ def embedded_provider(
         await server.wait_ready()
         provider.base_url = server.base_url  # the port is chosen when the server (re)starts
 
+    model = server.model
     provider = Provider(
         server.base_url,
         "none",
         max_concurrency=1,
-        max_tokens=max_tokens or EMBEDDED_MAX_TOKENS,
+        max_tokens=max_tokens or model.max_tokens,
         ready=ready,
         explain=server.explain,
         context_window=context_window or server.n_ctx,
-        counters=CounterCache(embedded_model=server.model_alias),
-        system_in_first_turn=True,
+        counters=CounterCache(embedded_model=model.id, embedded_loader=model.load_counter),
+        system_in_first_turn=not model.system_role,
+        served_models=[model.id],
+        refuse=model.refuse,
         **options,
     )
     return provider
@@ -96,10 +103,11 @@ def build_services(settings: Settings) -> Services:
     store = Store(settings.sqlalchemy_url)
     # tiktoken downloads its BPE file once: keep it with Parley's data rather than in a temporary folder
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(settings.data_dir / "tiktoken"))
-    embedded = None
+    embedded = embedded_model = None
     if settings.uses_embedded_model:
+        embedded_model = EMBEDDED_MODELS[settings.embedded_model]
         embedded = EmbeddedModelServer(
-            model_alias=EMBEDDED_MODEL,
+            embedded_model,
             n_ctx=settings.embedded_context,
             n_threads=settings.embedded_threads,
             log_file=settings.data_dir / "embedded-model.log",
@@ -111,7 +119,7 @@ def build_services(settings: Settings) -> Services:
             settings.openai_api_key.get_secret_value() if settings.openai_api_key else "none",
             **provider_options(settings),
         )
-    default_model = settings.model or (EMBEDDED_MODEL if embedded else PREFERRED_MODELS[0])
+    default_model = settings.model or (embedded_model.id if embedded_model else PREFERRED_MODELS[0])
     engine = Engine(
         store,
         provider,
@@ -127,7 +135,7 @@ def build_services(settings: Settings) -> Services:
         login_attempts_per_name=settings.login_attempts_per_name,
         enabled=False,  # until the schema is migrated: see ``setup``
     )
-    return Services(settings, store, provider, engine, embedded, accounts)
+    return Services(settings, store, provider, engine, embedded, embedded_model, accounts)
 
 
 async def choose_default_model(services: Services) -> None:
@@ -209,7 +217,8 @@ def run(settings: Settings) -> None:
     for handler in logging.getLogger().handlers:
         handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", api_key))
     services = setup(settings)
-    where = "the embedded model" if settings.uses_embedded_model else settings.openai_base_url or "OpenAI"
+    embedded_model = services.embedded_model
+    where = f"the embedded model {embedded_model.name}" if embedded_model else settings.openai_base_url or "OpenAI"
     mode = "accounts: a login is required" if services.accounts.enabled else "no accounts: no login"
     log.info("Parley on http://%s:%s, answering with %s (%s)", settings.host, settings.port, where, mode)
     secret = session_secret(settings.data_dir, settings.storage_secret.get_secret_value() if settings.storage_secret

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from chat.auth.passwords import verify_password
 from chat.store import Store
 
-from .browser import clean_env
+from .browser import clean_env, free_port, server_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,3 +89,46 @@ def test_with_a_user_parley_may_listen_beyond_loopback(tmp_path: Path) -> None:
         started = app(tmp_path, "--host", "0.0.0.0", "--port", port)
     assert "without accounts" not in started.stderr
     assert "accounts: a login is required" in started.stderr
+
+
+#: The ``parley`` console command that installing the package (``[project.scripts]``) puts next to this Python.
+PARLEY = Path(sys.executable).parent / "parley"
+
+
+def parley(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run the installed ``parley *args`` in ``tmp_path`` (its data in ``tmp_path/data``), ``stdin`` piped in."""
+    if not PARLEY.exists():
+        pytest.fail(f"{PARLEY} is missing: install the package (pip install -e '.[embedded,test]')")
+    env = clean_env(PARLEY_DATA_DIR="data")
+    env.pop("PYTHONPATH")  # the installed package, not this checkout put on the path
+    return subprocess.run(
+        [str(PARLEY), *args], input=stdin, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_parley_command_lists_the_options_and_manages_users(tmp_path: Path) -> None:
+    helped = parley(tmp_path, "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage: parley ")
+    for flag in ("--host", "--port", "--data-dir", "--model", "--embedded-model", "--openai-base-url"):
+        assert flag in helped.stdout
+    assert parley(tmp_path, "user", "add", "ann", "--admin", stdin="correct horse battery\n").returncode == 0
+    listing = parley(tmp_path, "user", "list")
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.splitlines() == ["ann (admin)"]
+    assert set(users(tmp_path)) == {"ann"}
+    refused = parley(tmp_path, "user", "passwd", "nobody", stdin="long enough password\n")
+    assert refused.returncode == 2 and refused.stderr.strip() == "parley: There is no user named 'nobody'."
+    usage = parley(tmp_path, "user", "--help")
+    assert usage.returncode == 0 and usage.stdout.startswith("usage: parley user ")
+
+
+def test_the_parley_command_serves_the_app(tmp_path: Path) -> None:
+    """``parley`` runs NiceGUI from an entry point, not from a ``__main__`` file: the pages and the API answer."""
+    port = free_port()
+    env = clean_env(PARLEY_DATA_DIR=str(tmp_path / "data"), OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+                    OPENAI_API_KEY="unused", PARLEY_MODEL="fake-model")  # fmt: skip
+    env.pop("PYTHONPATH")
+    with server_process([str(PARLEY), "--port", str(port)], f"http://127.0.0.1:{port}/api/conversations", env):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+            assert page.status == 200 and b"Parley</title>" in page.read()  # the page, rendered by NiceGUI

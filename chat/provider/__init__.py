@@ -2,6 +2,16 @@
 
 from .client import ChatChunk, ChatStream, Provider, Usage
 from .embedded import EmbeddedModelServer
+from .embedded_models import EMBEDDED_MODELS, EmbeddedModel
 from .errors import ProviderError
 
-__all__ = ["ChatChunk", "ChatStream", "EmbeddedModelServer", "Provider", "ProviderError", "Usage"]
+__all__ = [
+    "EMBEDDED_MODELS",
+    "ChatChunk",
+    "ChatStream",
+    "EmbeddedModel",
+    "EmbeddedModelServer",
+    "Provider",
+    "ProviderError",
+    "Usage",
+]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -167,6 +167,10 @@ class Provider:
         counters: token counters per model (default: tiktoken for OpenAI models, else an estimate).
         system_in_first_turn: put the system prompt at the start of the first user message, for chat formats with
             no system role (Gemma's: llama-cpp-python's ``gemma`` format drops a system message).
+        served_models: the ids of the models the upstream serves, when configuration knows them (the embedded
+            model's one id): ``models()`` lists them without asking, and a request for another model fails before
+            anything is sent, with ``refuse(model)`` (llama-cpp-python's server would answer it with its own model).
+        refuse: the ProviderError for a model not in ``served_models`` (required with it).
     """
 
     def __init__(
@@ -186,7 +190,13 @@ class Provider:
         context_window: int | None = None,
         counters: CounterCache | None = None,
         system_in_first_turn: bool = False,
+        served_models: Sequence[str] | None = None,
+        refuse: Callable[[str], ProviderError] | None = None,
     ) -> None:
+        if (served_models is None) != (refuse is None):
+            raise ValueError("Provider needs both served_models and refuse, or neither")
+        self.served_models = sorted(served_models) if served_models is not None else None
+        self._refuse = refuse
         self.context_window = context_window
         self.counters = counters or CounterCache()
         self.system_in_first_turn = system_in_first_turn
@@ -237,7 +247,9 @@ class Provider:
         return self._explain(failure) if self._explain is not None else failure
 
     async def models(self) -> list[str]:
-        """The ids of the models the upstream serves, sorted. Raises ProviderError."""
+        """The ids of the models the upstream serves, sorted (``served_models`` when given). Raises ProviderError."""
+        if self.served_models is not None:
+            return list(self.served_models)
         if self._ready is not None:
             await self._ready()
         try:
@@ -270,8 +282,11 @@ class Provider:
             The open stream; the caller must ``aclose()`` it.
 
         Raises:
-            ProviderError: the upstream could not be reached or refused the request (after the retries).
+            ProviderError: the upstream could not be reached or refused the request (after the retries), or
+                ``model`` is not one of ``served_models``.
         """
+        if self._refuse is not None and self.served_models is not None and model not in self.served_models:
+            raise self._refuse(model)
         if self._ready is not None:
             if on_wait is not None:
                 on_wait("loading")

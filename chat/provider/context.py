@@ -16,9 +16,9 @@ DEFAULT_RESERVE = 4096
 class Counter(Protocol):
     """What ``fit_to_context`` needs of a ``TokenCounter``."""
 
-    reply_tokens: int
-
     def count_message(self, message: Mapping[str, str]) -> int: ...
+
+    def request_tokens(self, has_system: bool) -> int: ...
 
 
 class ContextTooLong(ValueError):
@@ -52,7 +52,7 @@ class Fitted:
     Attributes:
         messages: the system prompt (if any), then the newest turns that fit, oldest first.
         omitted: how many messages of the history were left out (0: nothing was).
-        tokens: the prompt tokens of ``messages`` as counted (``reply_tokens`` included).
+        tokens: the prompt tokens of ``messages`` as counted (the counter's ``request_tokens`` included).
     """
 
     messages: list[dict[str, str]]
@@ -87,7 +87,8 @@ def fit_to_context(messages: Sequence[Mapping[str, str]], *, window: int, reserv
             message, then the turns, oldest first; the last is the new user message.
         window: the model's context window, tokens.
         reserve: tokens to keep free for the answer (see ``reserve_for``).
-        counter: counts each message's tokens (``count_message``) and the request's ``reply_tokens``.
+        counter: counts each message's tokens (``count_message``) and what the request adds once
+            (``request_tokens``: the reply's start, and a system turn the chat template adds without a system prompt).
 
     Returns:
         The messages to send, how many were left out and their token count:
@@ -101,7 +102,8 @@ def fit_to_context(messages: Sequence[Mapping[str, str]], *, window: int, reserv
     turns = messages[len(system) :]
     if not turns:
         raise ValueError("fit_to_context needs a message to answer")
-    budget = window - reserve - counter.reply_tokens
+    overhead = counter.request_tokens(bool(system))
+    budget = window - reserve - overhead
     system_tokens = counter.count_message(system[0]) if system else 0
     last_tokens = counter.count_message(turns[-1])
     if system_tokens + last_tokens > budget:
@@ -120,4 +122,4 @@ def fit_to_context(messages: Sequence[Mapping[str, str]], *, window: int, reserv
             used -= counts.pop()
             start += 1
     kept = system + [dict(turn) for turn in turns[start:]]
-    return Fitted(messages=kept, omitted=start, tokens=used + counter.reply_tokens)
+    return Fitted(messages=kept, omitted=start, tokens=used + overhead)

