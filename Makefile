@@ -23,7 +23,8 @@ bench: $(VENV)/.installed-embedded-test chromium
 	$(PY) -m bench.engine_load $(if $(findstring --quick,$(ARGS)),--quick,)
 
 lint: $(VENV)/.installed-embedded-test
-	$(VENV)/bin/ruff check chat tests bench app.py
+	$(VENV)/bin/ruff check chat tests bench docs app.py
+	$(VENV)/bin/ruff format --check chat tests bench docs app.py
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

