@@ -22,6 +22,8 @@ from .provider.tokens import CounterCache
 from .store import Store
 from .ui.csp import ContentSecurityPolicy
 from .ui.pages import register_pages
+from .ui.theme import FAVICON
+from .ui.welcome import StartPage
 
 log = logging.getLogger("parley")
 
@@ -152,6 +154,15 @@ async def choose_default_model(services: Services) -> None:
     log.info("default model: %s", services.engine.default_model)
 
 
+def start_page(services: Services) -> StartPage:
+    """What the start page says: the embedded model's name and its example prompts, or the upstream's default model."""
+    engine = services.engine
+    model = services.embedded_model
+    if model is None:
+        return StartPage(lambda: engine.default_model)
+    return StartPage(lambda: engine.default_model, built_in=model.name, about=model.about, examples=model.examples)
+
+
 def setup(settings: Settings) -> Services:
     """Build the services, register the pages and the start-up/shut-down hooks on NiceGUI's app."""
     services = build_services(settings)
@@ -181,7 +192,8 @@ def setup(settings: Settings) -> Services:
     app.on_startup(startup)
     app.on_shutdown(shutdown)
     app.add_middleware(ContentSecurityPolicy)
-    register_pages(services.engine, services.store, services.provider.models, services.accounts)
+    register_pages(services.engine, services.store, services.provider.models, services.accounts,
+                   start=start_page(services))  # fmt: skip
     # after the pages: NiceGUI's @ui.page("/login") removes every route at that path, POST /login included
     register_login(app, services.accounts)
     register_api(app, services.engine, services.store, services.accounts)
@@ -227,7 +239,7 @@ def run(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         title="Parley",
-        favicon="💬",
+        favicon=FAVICON,
         reload=False,
         show=False,
         storage_secret=secret,

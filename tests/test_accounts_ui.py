@@ -68,7 +68,7 @@ async def test_a_user_sees_only_their_conversations(team: User, app_env: Path, u
 async def test_an_open_tab_stops_acting_once_its_user_is_disabled(team: User, app_env: Path) -> None:
     await log_in(team, "bob")
     await team.open("/")
-    await team.should_see("Ask anything")
+    await team.should_see(marker="welcome")
     with opened_store(app_env) as store:
         bob = store.user_by_name("bob")
         assert bob is not None and bob.id is not None

@@ -54,6 +54,9 @@ def cpu_seconds_over(process: psutil.Process, seconds: float) -> float:
 async def test_real_model_streams_into_the_page_and_stops(embedded_user: tuple[User, Path]) -> None:
     user, data_dir = embedded_user
     await user.open("/")
+    await user.should_see("SmolLM2 135M Instruct")  # the start page names the built-in model
+    await user.should_see(marker="welcome-hint")  # and how to connect a stronger one
+    assert len(user.find(marker="example-prompt").elements) == 4
     await send(user, "What is the capital of France?")
     await wait_for(lambda: len(stored_path(data_dir)) == 2, timeout=30)
     await wait_for(lambda: stored_path(data_dir)[1].status != Status.streaming, timeout=180)

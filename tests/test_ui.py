@@ -42,7 +42,7 @@ async def start_conversation(user: User, data_dir: Path, text: str, status: Stat
 
 async def test_send_streams_answer_and_stores_it(user: User, app_env: Path, upstream: FakeUpstream) -> None:
     await user.open("/")
-    await user.should_see("Ask anything")
+    await user.should_see("fake-model")  # the start page says which model answers
     await send(user, "Hello Parley")
     await wait_for(lambda: len(stored_path(app_env)) == 2 and stored_path(app_env)[1].status == Status.complete)
     await user.open("/c/1")
@@ -150,7 +150,7 @@ async def test_rename_and_delete_conversation(user: User, app_env: Path, upstrea
     await user.should_see("This cannot be undone")
     user.find(marker="confirm-delete").click()
     await wait_for(lambda: not _conversations(app_env))
-    await user.should_see("Ask anything", retries=30)
+    await user.should_see(marker="welcome", retries=30)
 
 
 def _conversations(data_dir: Path) -> list:
@@ -239,7 +239,7 @@ async def test_reopened_page_attaches_to_live_answer_and_delete_stops_it(
         user.find(marker="delete-conversation").click()
     await user.should_see("This cannot be undone")
     user.find(marker="confirm-delete").click()
-    await user.should_see("Ask anything", retries=50)
+    await user.should_see(marker="welcome", retries=50)
     assert not _conversations(app_env)
     record = upstream.streams[-1]
     assert await record.wait_ended(2.0) and record.client_disconnected  # deleting stopped the generation
@@ -279,3 +279,55 @@ async def test_a_double_enter_on_the_start_page_starts_one_conversation(
     with opened_store(app_env) as store:
         assert len(store.list_conversations()) == 1
     assert len(upstream.requests) == 1
+
+
+async def test_an_example_prompt_on_the_start_page_is_sent_as_typed(
+    user: User, app_env: Path, upstream: FakeUpstream
+) -> None:
+    upstream.script = Script(pieces=["Lisbon ", "in three days."])
+    await user.open("/")
+    await user.should_see(marker="welcome-model")  # the model that answers: the upstream's, no built-in hint
+    await user.should_not_see(marker="welcome-hint")
+    examples = user.find(marker="example-prompt").elements
+    assert len(examples) == 4
+    example = next(e for e in examples if "Lisbon" in e.text)
+    user.find(marker="example-prompt", content=example.text).click()
+    await wait_for(lambda: len(stored_path(app_env)) == 2 and stored_path(app_env)[1].status == Status.complete)
+    assert stored_path(app_env)[0].content == example.text
+    await user.should_not_see(marker="welcome")
+    await user.should_see(marker="conversation-heading", content=example.text[:20])
+    await user.should_see("in three days.")
+
+
+async def test_shortcut_events_stop_regenerate_and_open_the_list(
+    user: User, app_env: Path, upstream: FakeUpstream
+) -> None:
+    upstream.script = Script(pieces=["first answer"])
+    await start_conversation(user, app_env, "hello")
+    upstream.script = Script(pieces=["second answer"])
+    user.find(marker="shortcuts").trigger("regenerate")  # Alt+R in the browser
+    await wait_for(lambda: stored_path(app_env)[-1].content == "second answer")
+    with opened_store(app_env) as store:
+        assert [m.content for m in store.messages(1) if m.role == Role.assistant] == ["first answer", "second answer"]
+    await user.should_see(marker="variant-position", content="2/2")
+
+    upstream.script = Script(tokens=400, rate=40)
+    await send(user, "a long one")
+    await wait_for(lambda: len(stored_path(app_env)) == 4)
+    await user.should_see(marker="stop")
+    user.find(marker="shortcuts").trigger("stop")  # Esc in the browser, while the answer streams
+    await wait_for(lambda: stored_path(app_env)[-1].status == Status.cancelled)
+    await user.should_see(marker="send", retries=30)
+
+    user.find(marker="shortcuts").trigger("help")  # ? or Ctrl+/
+    await user.should_see(marker="shortcuts-dialog")
+    await user.should_see("Regenerate the last answer")
+    await user.should_see("Copy the last answer")
+
+
+async def test_regenerate_shortcut_without_an_answer_says_so(user: User, app_env: Path) -> None:
+    await user.open("/")
+    user.find(marker="shortcuts").trigger("regenerate")
+    await user.should_see("There is no answer to regenerate yet.")
+    user.find(marker="shortcuts-button").click()  # the header's keyboard button opens the list too
+    await user.should_see(marker="shortcuts-dialog")

@@ -14,6 +14,9 @@ from starlette.responses import RedirectResponse
 from ..auth import Accounts
 from ..auth.http import session_token
 from ..engine import LOCAL, Account
+from .composer import DRAFT_PREFIX
+from .text import Text
+from .theme import ThemeToggle
 
 
 async def page_account(request: Request, accounts: Accounts) -> Account | None:
@@ -98,8 +101,13 @@ def login_redirect(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/login?next={quote(path, safe='/')}", status_code=303)
 
 
-#: What the browser runs to log out: ``POST /logout`` (which ends the session), then the login page.
-LOGOUT_JS = "fetch('/logout', {method: 'POST', credentials: 'same-origin'}).finally(() => location.assign('/login'))"
+#: What the browser runs to log out: forget this browser's drafts (``composer.DRAFT_PREFIX``: a shared computer keeps
+#: nothing the user typed), ``POST /logout`` (which ends the session), then the login page.
+LOGOUT_JS = (
+    f"Object.keys(localStorage).filter((key) => key.startsWith('{DRAFT_PREFIX}'))"
+    ".forEach((key) => localStorage.removeItem(key)); "
+    "fetch('/logout', {method: 'POST', credentials: 'same-origin'}).finally(() => location.assign('/login'))"
+)
 
 
 def user_menu(account: Account, accounts: Accounts) -> None:
@@ -112,7 +120,9 @@ def user_menu(account: Account, accounts: Accounts) -> None:
     """
     if not accounts.enabled:
         return
-    with ui.button(account.name, icon="account_circle").props("flat no-caps").mark("user-menu"):
+    with ui.button(icon="account_circle").props("flat no-caps").mark("user-menu") as button:
+        button.props["aria-label"] = f"{account.name}: account menu"
+        Text(account.name).classes("ml-1 max-sm:hidden")  # on a phone the icon alone keeps the header one row
         with ui.menu():
             ui.menu_item("Account", lambda: ui.navigate.to("/account")).mark("menu-account")
             if account.is_admin:
@@ -124,11 +134,12 @@ def plain_header(title: str, account: Account, accounts: Accounts) -> None:
     """The header of a page that is not a conversation (account, admin): a link back to the chats, the page's title
     and the user menu."""
     ui.page_title(f"{title} · Parley")
-    with ui.header().classes("bg-white text-grey-9 items-center shadow-sm py-1"):
+    with ui.header(wrap=False).classes("parley-header items-center"):
         ui.button(icon="arrow_back", on_click=lambda: ui.navigate.to("/")).props(
             'flat round title="Back to the chats" aria-label="Back to the chats"'
         )
-        ui.label(title).classes("text-base font-medium truncate flex-grow")
+        ui.label(title).classes("parley-header-title text-base font-medium")
+        ThemeToggle()
         user_menu(account, accounts)
 
 

@@ -53,7 +53,7 @@ def account_page(
         ).mark("no-accounts")
         return
     with ui.column().classes("w-full max-w-3xl mx-auto gap-6 p-4"):
-        ui.label(f"Signed in as {account.name}" + (" (admin)" if account.is_admin else "")).classes("text-grey-7")
+        ui.label(f"Signed in as {account.name}" + (" (admin)" if account.is_admin else "")).classes("parley-muted")
         password_form(account, accounts, session_token(request), guard)
         TokenList(account, accounts, store, guard)
 
@@ -81,7 +81,7 @@ def password_form(
 
         def say(text: str, ok: bool) -> None:
             message.set_text(text)
-            message.classes(replace=f"text-sm {'text-green-8' if ok else 'text-red-8'}")
+            message.classes(replace=f"text-sm {'parley-success' if ok else 'parley-error'}")
 
         async def change() -> None:
             if not await guard():
@@ -131,7 +131,7 @@ class TokenList:
             ui.label(
                 "For scripts and other tools: send one as Authorization: Bearer … to /api or /v1 (any OpenAI client's "
                 "api_key)."
-            ).classes("text-grey-7 text-sm")
+            ).classes("parley-muted text-sm")
             with ui.row().classes("w-full items-end gap-2 no-wrap"):
                 self.name = ui.input("Token name", placeholder="e.g. laptop script").props("outlined dense")
                 self.name.classes("flex-grow").mark("token-name")
@@ -147,16 +147,16 @@ class TokenList:
         self.list.clear()
         with self.list:
             if not tokens:
-                ui.label("No API tokens.").classes("text-grey-6 text-sm py-2").mark("no-tokens")
+                ui.label("No API tokens.").classes("parley-muted text-sm py-2").mark("no-tokens")
             for token in tokens:
                 with ui.row().classes("w-full items-center no-wrap gap-3 py-1 border-b").mark(f"token-{token.id}"):
                     with ui.column().classes("flex-grow gap-0"):
                         ui.label(token.name).classes("font-medium").mark("token-label")
                         ui.label(
                             f"{token.prefix}… · created {when(token.created_at)} · last used {when(token.last_used_at)}"
-                        ).classes("text-xs text-grey-7")
+                        ).classes("text-xs parley-muted")
                     ui.button("Revoke", on_click=lambda token=token: self.revoke(token)).props(
-                        "flat dense no-caps color=red"
+                        "flat dense no-caps color=negative"
                     ).mark("revoke-token")
 
     async def refresh(self) -> None:
@@ -179,7 +179,7 @@ class TokenList:
         with ui.dialog().props("persistent") as dialog, ui.card().classes("min-w-[480px] max-w-full"):
             ui.label(f"API token “{made.token.name}”").classes("text-lg")
             ui.label("Copy it now: it will not be shown again. Parley keeps only a hash of it.").classes(
-                "text-orange-9"
+                "parley-warning"
             ).mark("token-warning")
             with ui.row().classes("w-full items-center no-wrap gap-2"):
                 ui.input(value=made.secret).props("readonly outlined dense").classes("flex-grow font-mono").mark(

@@ -121,11 +121,12 @@ class AdminPage:
         with ui.column().classes("w-full max-w-5xl mx-auto gap-6 p-4"):
             with ui.card().classes("w-full"):
                 ui.label("Users").classes("text-lg")
-                self.users = ui.column().classes("w-full gap-0").mark("users")
+                # on a narrow screen the table scrolls sideways inside its card, not the page
+                self.users = ui.column().classes("w-full gap-0 overflow-x-auto").mark("users")
             self._add_user_form()
             with ui.card().classes("w-full"):
                 ui.label(f"Usage, last {USAGE_DAYS} days (UTC)").classes("text-lg")
-                ui.label("Each cell: tokens (prompt + completion) · answers.").classes("text-grey-7 text-sm")
+                ui.label("Each cell: tokens (prompt + completion) · answers.").classes("parley-muted text-sm")
                 self.usage = ui.column().classes("w-full").mark("usage")
         self.render(store.list_users(), store.usage(USAGE_DAYS))
 
@@ -135,7 +136,7 @@ class AdminPage:
         """Show ``users`` and ``usage``."""
         self.users.clear()
         with self.users:
-            with ui.row().classes("w-full no-wrap gap-2 text-xs text-grey-7 border-b py-1"):
+            with ui.row().classes("w-full min-w-max no-wrap gap-2 text-xs parley-muted border-b py-1"):
                 for title, width in (("Name", "w-40"), ("Admin", "w-14"), ("Disabled", "w-16"), ("Models", "w-40"),
                                      ("Created", "w-36"), ("Last login", "w-36")):  # fmt: skip
                     ui.label(title).classes(width)
@@ -149,16 +150,16 @@ class AdminPage:
                     "usage-table"
                 )
             else:
-                ui.label("No answers yet.").classes("text-grey-6 text-sm").mark("no-usage")
+                ui.label("No answers yet.").classes("parley-muted text-sm").mark("no-usage")
 
     def _user_row(self, user: User) -> None:
         assert user.id is not None
         me = user.id == self.account.user_id
         models = "all" if user.allowed_models is None else ", ".join(sorted(user.allowed_models)) or "none"
-        with ui.row().classes("w-full items-center no-wrap gap-2 border-b py-1").mark(f"user-{user.name}"):
+        with ui.row().classes("w-full min-w-max items-center no-wrap gap-2 border-b py-1").mark(f"user-{user.name}"):
             ui.label(user.name + (" (you)" if me else "")).classes("w-40 truncate font-medium")
             ui.label("yes" if user.is_admin else "").classes("w-14")
-            ui.label("disabled" if user.disabled else "").classes("w-16 text-red-8").mark("user-disabled")
+            ui.label("disabled" if user.disabled else "").classes("w-16 parley-error").mark("user-disabled")
             ui.label(models).classes("w-40 truncate text-sm").mark("user-models")
             ui.label(when(user.created_at)).classes("w-36 text-sm")
             ui.label(when(user.last_login_at)).classes("w-36 text-sm")
@@ -170,7 +171,9 @@ class AdminPage:
                 ui.button("Models", on_click=lambda: self.edit_models(user)).props("flat dense no-caps").mark(
                     "user-models-edit"
                 )
-                delete = ui.button("Delete", on_click=lambda: self.delete(user)).props("flat dense no-caps color=red")
+                delete = ui.button("Delete", on_click=lambda: self.delete(user)).props(
+                    "flat dense no-caps color=negative"
+                )
                 delete.mark("delete-user").set_enabled(not me)
 
     async def refresh(self) -> None:
@@ -296,4 +299,4 @@ class AdminPage:
 
             def say(text: str, ok: bool) -> None:
                 message.set_text(text)
-                message.classes(replace=f"text-sm {'text-green-8' if ok else 'text-red-8'}")
+                message.classes(replace=f"text-sm {'parley-success' if ok else 'parley-error'}")

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from nicegui import background_tasks, ui
 
 from ..engine import LOCAL, Account, Change, ConversationBusy, EmptyMessage, Engine, ModelNotAllowed, RateLimited
-from ..store import Message, NotFound, Store, selected_path
+from ..store import Message, NotFound, Role, Store, selected_path
 from .access import Guard, always_signed_in
+from .composer import Composer, draft_prefix
+from .local_time import LocalTime
 from .message_view import MessageView
+from .shortcuts import Shortcuts
 from .streaming_message import StreamingMessage
+from .welcome import StartPage, welcome
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +40,8 @@ def show_error(error: Exception) -> None:
 
 
 class ChatView:
-    """Messages and composer of one conversation (or of a new one, when ``conversation_id`` is None).
+    """Messages and composer of one conversation (or of a new one, when ``conversation_id`` is None), and the page's
+    keyboard shortcuts.
 
     Args:
         engine: sends, stops and watches answers.
@@ -45,6 +51,7 @@ class ChatView:
         on_created: called with the new conversation's id once the first Send created it.
         account: who sends, stops and regenerates here (default ``LOCAL``, personal mode).
         guard: checks that the page's login still holds before a Send or Regenerate (``access.session_guard``).
+        start: what the start page says about the model (default: the engine's default model, generic examples).
     """
 
     def __init__(
@@ -56,6 +63,7 @@ class ChatView:
         on_created: Callable[[int], None] = lambda _: None,
         account: Account = LOCAL,
         guard: Guard = always_signed_in,
+        start: StartPage | None = None,
     ) -> None:
         self.engine = engine
         self.account = account
@@ -67,7 +75,7 @@ class ChatView:
         self.sending = False  # a Send is being stored
         self.welcome: ui.column | None = None
         self.start: int | None = None  # index in the shown path of the first message on the page
-        with ui.column().classes("w-full max-w-3xl mx-auto gap-4 pb-40 px-2") as self.column:
+        with ui.column().classes("w-full max-w-3xl mx-auto gap-4 pb-40 px-2 sm:px-3") as self.column:
             self.earlier = (
                 ui.button("Show earlier messages", icon="expand_less", on_click=self.show_earlier)
                 .props("flat no-caps")
@@ -76,12 +84,12 @@ class ChatView:
             )
             self.earlier.visible = False
             if conversation_id is None:
-                with ui.column().classes("w-full items-center mt-24 gap-2").mark("welcome") as self.welcome:
-                    ui.label("Parley").classes("text-3xl font-semibold text-grey-8")
-                    ui.label("Ask anything. Answers stream as they are written.").classes("text-grey-6")
-                    # an empty message loads the Markdown renderer with the page, not after the first Enter
+                self.welcome = welcome(start or StartPage(lambda: engine.default_model), self.send_example)
+                with self.welcome:  # the components of a message load with the page, not after the first Enter
                     StreamingMessage().classes("hidden")
-        self._build_composer()
+                    LocalTime(datetime.now(UTC)).classes("hidden")
+        self.composer = Composer(on_send=self.send, on_stop=self.stop, drafts=draft_prefix(account.owner))
+        self.shortcuts = Shortcuts(composer=self.composer.input, on_stop=self.stop, on_regenerate=self.regenerate_last)
         ui.context.client.on_delete(self._detach_all)
         if conversation_id is not None:
             self._attach(conversation_id)
@@ -96,44 +104,14 @@ class ChatView:
 
     # -- composer --------------------------------------------------------------------------------
 
-    def _build_composer(self) -> None:
-        with ui.footer().classes("bg-white/90 backdrop-blur py-3"):
-            with ui.row().classes("w-full max-w-3xl mx-auto items-end gap-2 no-wrap px-2"):
-                self.input = (
-                    ui.textarea(placeholder="Message Parley…  (Enter to send, Shift+Enter for a new line)")
-                    .props("autogrow outlined dense autofocus input-class=max-h-60")
-                    .classes("flex-grow")
-                    .mark("composer")
-                )
-                self.input.on("keydown.enter.exact.prevent", self.send)
-                # one button, Send or Stop: switching it is one small update of one element
-                self.action_button = ui.button(icon="send", on_click=self._act).props(
-                    'round unelevated aria-label="Send"'
-                )
-                self.action_button.mark("send")
-                self.busy = False
-
     def _update_composer(self) -> None:
-        """Show Stop while this conversation answers, else Send (updates the browser only on a change)."""
-        busy = self.conversation_id is not None and self.engine.busy(self.conversation_id)
-        if busy != self.busy:
-            self.busy = busy
-            with self.action_button.props.suspend_updates():
-                self.action_button.props["color"] = "red" if busy else "primary"
-                self.action_button.props["aria-label"] = "Stop" if busy else "Send"
-            self.action_button.mark("stop" if busy else "send")
-            self.action_button.set_icon("stop" if busy else "send")
-
-    async def _act(self) -> None:
-        if self.busy:
-            await self.stop()
-        else:
-            await self.send()
+        """Show Stop while this conversation answers, else Send."""
+        self.composer.set_busy(self.conversation_id is not None and self.engine.busy(self.conversation_id))
 
     async def send(self) -> None:
         """Send the composer's text; on any refusal (busy, too long, over the messages-per-minute limit, a model not
         allowed) the reason is shown and the text stays in the composer."""
-        content = self.input.value or ""
+        content = self.composer.text
         if not content.strip():
             ui.notify("Type a message first.", type="warning")
             return
@@ -149,30 +127,35 @@ class ChatView:
             return
         finally:
             self.sending = False
+        self.composer.clear()
         if self.conversation_id is None:  # the first Send created the conversation: this page becomes it
             if self.welcome is not None:
                 self.welcome.delete()
+                self.welcome = None
             self._attach(user.conversation_id)
             ui.navigate.history.replace(f"/c/{user.conversation_id}")  # no reload: the answer streams here
             self.on_created(user.conversation_id)
             self.sync()
-        self._clear_composer()
 
-    def _clear_composer(self) -> None:
-        """Empty the text box: server-side silently, in the browser by one small call (~80 bytes) instead of a full
-        update of the element, which would re-send all of its props (~3 KB)."""
-        self.input._send_update_on_value_change = False  # what NiceGUI itself does for a value coming from the browser
-        try:
-            self.input.value = ""
-        finally:
-            self.input._send_update_on_value_change = True
-        self.input.client.run_javascript(f"getElement({self.input.id}).inputValue = ''")
+    async def send_example(self, text: str) -> None:
+        """Send one of the start page's example prompts, as if typed."""
+        self.composer.set_text(text)
+        with self.column:  # not in the clicked button's context: sending deletes the welcome, button included
+            await self.send()
 
     async def stop(self) -> None:
         """Stop the answer streaming in this conversation."""
         if self.conversation_id is not None:
             await self.engine.cancel_conversation(self.conversation_id)
         self._update_composer()
+
+    async def regenerate_last(self) -> None:
+        """Regenerate the last answer shown, at its own temperature (the Alt+R shortcut)."""
+        last = next((view for view in reversed(self.views) if view.message.role == Role.assistant), None)
+        if last is None:
+            ui.notify("There is no answer to regenerate yet.", type="warning")
+            return
+        await last.regenerate(last.message.temperature)
 
     # -- messages --------------------------------------------------------------------------------
 

@@ -20,10 +20,10 @@ async def confirm(question: str, consequence: str, action: str, *, mark: str) ->
     """
     with ui.dialog() as dialog, ui.card():
         ui.label(question).classes("text-lg")
-        ui.label(consequence).classes("text-grey-7")
+        ui.label(consequence).classes("parley-muted")
         with ui.row().classes("w-full justify-end"):
             ui.button("Cancel", on_click=lambda: dialog.submit(False)).props("flat")
-            ui.button(action, color="red", on_click=lambda: dialog.submit(True)).mark(mark)
+            ui.button(action, color="negative", on_click=lambda: dialog.submit(True)).mark(mark)
     confirmed = await dialog
     dialog.delete()
     return bool(confirmed)

@@ -69,10 +69,13 @@ class ConversationList:
                     self.titles[conversation.id].set_text(conversation.title)
                 current = conversation.id == self.current_id
                 row = self.rows[conversation.id]
-                if current and "bg-blue-1" not in row.classes:
-                    row.classes(add="bg-blue-1")
-                elif not current and "bg-blue-1" in row.classes:
-                    row.classes(remove="bg-blue-1")
+                if current != ("parley-current" in row.classes):
+                    row.classes(**{"add" if current else "remove": "parley-current"})
+                    link = self.titles[conversation.id]  # screen readers say which conversation is open
+                    if current:
+                        link.props('aria-current="page"')
+                    else:
+                        link.props(remove="aria-current")
         if [r.id for r in self.list.default_slot.children] != [self.rows[i].id for i in ids]:
             for index, conversation_id in enumerate(ids):
                 if self.list.default_slot.children.index(self.rows[conversation_id]) != index:
@@ -85,12 +88,12 @@ class ConversationList:
         assert conversation.id is not None
         with (
             ui.row()
-            .classes("w-full items-center no-wrap rounded px-2 py-1 hover:bg-grey-3")
+            .classes("w-full items-center no-wrap rounded px-2 py-1 parley-conversation-row")
             .mark(f"conversation-{conversation.id}") as row
         ):
             self.titles[conversation.id] = (
                 ui.link(conversation.title, f"/c/{conversation.id}")
-                .classes("flex-grow truncate text-sm text-inherit no-underline py-1")
+                .classes("parley-conversation-link flex-grow min-w-0 truncate text-sm text-inherit no-underline py-1")
                 .mark("conversation-title")
             )
             button = ui.button(icon="more_vert", on_click=lambda: self._open_menu(conversation, button))

@@ -18,20 +18,22 @@ from ..engine import LOCAL, Account, Engine, Generation
 from ..store import Message, Role, Status
 from .access import Guard, always_signed_in
 from .copy_message import CopyMessage
+from .local_time import LocalTime
 from .streaming_message import StreamingMessage
 
 log = logging.getLogger(__name__)
 
+#: How an answer that did not end normally is labelled: ``(label, CSS class of its colour, icon)``.
 STATUS_LABELS = {
-    Status.cancelled: ("Stopped", "grey-7", "stop_circle"),
-    Status.interrupted: ("Interrupted", "orange-9", "pause_circle"),
-    Status.error: ("Error", "red-8", "error"),
+    Status.cancelled: ("Stopped", "parley-muted", "stop_circle"),
+    Status.interrupted: ("Interrupted", "parley-warning", "pause_circle"),
+    Status.error: ("Error", "parley-error", "error"),
 }
 
 #: A complete answer that the upstream ended for another reason than ``stop`` (``finish_reason``), said in words.
 FINISH_LABELS = {
-    "length": ("Cut off at the length limit (finish_reason length)", "orange-9", "content_cut"),
-    "content_filter": ("Stopped by the model server's content filter (finish_reason content_filter)", "orange-9",
+    "length": ("Cut off at the length limit (finish_reason length)", "parley-warning", "content_cut"),
+    "content_filter": ("Stopped by the model server's content filter (finish_reason content_filter)", "parley-warning",
                        "block"),
 }  # fmt: skip
 
@@ -43,7 +45,8 @@ def omitted_note(omitted: int) -> str:
 
 
 def status_line(message: Message) -> tuple[str, str, str] | None:
-    """What the footer says about how an answer ended, as ``(text, colour, icon)``; None for a normal end."""
+    """What the footer says about how an answer ended, as ``(text, CSS class of its colour, icon)``; None for a normal
+    end."""
     if message.status in STATUS_LABELS:
         label, color, icon = STATUS_LABELS[message.status]
         return (f"{label}: {message.error}" if message.error else label), color, icon
@@ -109,7 +112,7 @@ class MessageView(ui.column):
         self.on_finished = on_finished
         self._waiter: asyncio.Task[None] | None = None
         self.body: StreamingMessage | None = None
-        self.classes("w-full gap-1").mark(f"message-{message.id}")
+        self.classes("w-full gap-1 parley-message").mark(f"message-{message.id}")
         if message.role == Role.user:
             self._build_user()
         else:
@@ -117,10 +120,9 @@ class MessageView(ui.column):
 
     def _build_user(self) -> None:
         self.classes("items-end")
-        with self:
-            ui.label(self.message.content).classes(
-                "parley-user-message whitespace-pre-wrap break-words rounded-2xl bg-blue-1 px-4 py-2 max-w-[85%]"
-            ).mark("user-message")
+        with self, ui.row().classes("parley-user-row"):  # styled in parley.css: short class lists, fewer bytes
+            LocalTime(self.message.created_at)
+            ui.label(self.message.content).classes("parley-user-message").mark("user-message")
 
     def _build_assistant(self) -> None:
         generation = self.engine.live(self.message_id, self.account)
@@ -135,7 +137,7 @@ class MessageView(ui.column):
             else:
                 self.body = StreamingMessage(self.message.content)
             self.body.classes("w-full").mark("assistant-message")
-            self.footer = ui.row().classes("items-center gap-1 text-grey-7 parley-message-footer")
+            self.footer = ui.row().classes("items-center gap-1 parley-muted parley-message-footer")
         self._build_footer(streaming=generation is not None)
         if generation is not None:
             self._waiter = background_tasks.create(self._wait_for_end(generation), name="message-view-wait")
@@ -170,14 +172,14 @@ class MessageView(ui.column):
             line = status_line(message)
             if line is not None:
                 reason, color, icon = line
-                with ui.row().classes("items-center gap-1").mark("message-status"):
-                    ui.icon(icon, color=color)
-                    ui.label(reason).classes(f"text-{color} text-sm")
-                ui.button("Retry", icon="replay", on_click=lambda: self._regenerate(message.temperature)).props(
+                with ui.row().classes(f"items-center gap-1 {color}").mark("message-status"):
+                    ui.icon(icon)
+                    ui.label(reason).classes("text-sm")
+                ui.button("Retry", icon="replay", on_click=lambda: self.regenerate(message.temperature)).props(
                     "flat dense no-caps size=sm"
                 ).mark("retry")
             if message.omitted_messages:
-                ui.label(omitted_note(message.omitted_messages)).classes("text-xs text-orange-9 w-full").mark(
+                ui.label(omitted_note(message.omitted_messages)).classes("text-xs parley-warning w-full").mark(
                     "context-note"
                 )
             if len(self.variants) > 1:
@@ -187,16 +189,21 @@ class MessageView(ui.column):
                 CopyMessage(self.body)
             details = describe_generation(message)
             if details:
-                ui.label(details).classes("text-xs text-grey-6").mark("message-details")
+                ui.label(details).classes("text-xs").mark("message-details")
+            LocalTime(message.created_at).classes("ml-1")
 
     def _build_variant_nav(self) -> None:
         ids = [v.id for v in self.variants]
         index = ids.index(self.message_id)
         with ui.row().classes("items-center gap-0").mark("variant-nav"):
-            previous_button = ui.button("‹", on_click=lambda: self._select(ids[index - 1])).props("flat dense size=sm")
+            previous_button = ui.button("‹", on_click=lambda: self._select(ids[index - 1])).props(
+                'flat dense size=sm aria-label="Previous variant" title="Previous variant"'
+            )
             previous_button.mark("variant-previous").set_enabled(index > 0)
             ui.label(f"{index + 1}/{len(ids)}").classes("text-sm").mark("variant-position")
-            next_button = ui.button("›", on_click=lambda: self._select(ids[index + 1])).props("flat dense size=sm")
+            next_button = ui.button("›", on_click=lambda: self._select(ids[index + 1])).props(
+                'flat dense size=sm aria-label="Next variant" title="Next variant"'
+            )
             next_button.mark("variant-next").set_enabled(index < len(ids) - 1)
 
     def _build_regenerate_menu(self) -> None:
@@ -221,7 +228,7 @@ class MessageView(ui.column):
                         ui.button(
                             "Regenerate",
                             icon="refresh",
-                            on_click=lambda: (menu.close(), self._regenerate(slider.value))[1],
+                            on_click=lambda: (menu.close(), self.regenerate(slider.value))[1],
                         ).props("no-caps").mark("regenerate")
             self._regenerate_menu = menu
         self._regenerate_menu.open()
@@ -232,7 +239,9 @@ class MessageView(ui.column):
         except Exception as error:  # shown to the user; the engine already logged what matters
             self.on_error(error)
 
-    async def _regenerate(self, temperature: float | None) -> None:
+    async def regenerate(self, temperature: float | None) -> None:
+        """Regenerate this answer at ``temperature`` (None: the conversation's), as a new variant; a refusal (busy,
+        over a limit) is shown."""
         if not await self.guard():
             return
         await self._run(self.engine.regenerate(self.message_id, temperature=temperature, account=self.account))

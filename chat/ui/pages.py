@@ -10,11 +10,10 @@ engine call with ``account=`` and every store read with ``owner=account.owner``:
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
-from nicegui import app, ui
+from nicegui import ui
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
 from ..auth import Accounts
 from ..engine import LOCAL, Account, Change, Engine
@@ -24,32 +23,34 @@ from .account_page import account_page
 from .admin_page import admin_page
 from .chat_view import ChatView, show_error
 from .conversation_list import ConversationList
-from .login_page import LOGIN_SCRIPT_PATH, login_page
+from .login_page import login_page
 from .settings_dialog import open_settings
+from .shortcuts import SHORTCUTS, show_shortcuts
+from .theme import ThemeToggle, install_theme
+from .welcome import StartPage
 
-STATIC = Path(__file__).parent / "static"
 
-
-def register_pages(engine: Engine, store: Store, list_models: object, accounts: Accounts) -> None:
-    """Declare Parley's pages on NiceGUI's app.
+def register_pages(
+    engine: Engine, store: Store, list_models: object, accounts: Accounts, *, start: StartPage | None = None
+) -> None:
+    """Declare Parley's pages on NiceGUI's app, with their shared stylesheet and theme (``theme.install_theme``).
 
     Args:
         engine: the engine every page talks to.
         store: for reading conversations.
         list_models: async function returning the upstream's model ids (for the settings dialog and the admin page).
         accounts: who each page is for (team mode: a login is required).
+        start: what the start page says about the model that answers (default: the engine's default model).
     """
-
-    @app.get(LOGIN_SCRIPT_PATH, include_in_schema=False)  # a page's asset, not part of the documented API
-    def login_script() -> FileResponse:
-        return FileResponse(STATIC / "login.js", media_type="text/javascript")
+    install_theme()
 
     async def chat_page(request: Request, conversation_id: int | None) -> Response | None:
         account = await page_account(request, accounts)
         if account is None:
             return login_redirect(request)
         guard = session_guard(request, accounts)
-        layout(engine, store, conversation_id, list_models, account=account, accounts=accounts, guard=guard)
+        layout(engine, store, conversation_id, list_models, account=account, accounts=accounts, guard=guard,
+               start=start)  # fmt: skip
         return None
 
     @ui.page("/", title="Parley")
@@ -94,8 +95,12 @@ def layout(
     account: Account = LOCAL,
     accounts: Accounts | None = None,
     guard: Guard = always_signed_in,
+    start: StartPage | None = None,
 ) -> None:
     """Header, drawer and the conversation (or a not-found notice, also for another user's conversation).
+
+    The header is one row at every width (the title ends in an ellipsis); the drawer is beside the page on wide screens
+    and an overlay on narrow ones (Quasar's ``show-if-above``, below 1024 px), closed when a page opens there.
 
     Args:
         engine: the engine the page talks to.
@@ -105,6 +110,7 @@ def layout(
         account: who the page is for.
         accounts: for the header's user menu (none without it).
         guard: checks that the page's login still holds before a Send or Regenerate.
+        start: what the start page says about the model that answers.
     """
     title = "New chat"
     if conversation_id is not None:
@@ -118,7 +124,7 @@ def layout(
     ui.page_title(f"{title} · Parley")
     # open on wide screens (Quasar's show-if-above, which reports the state back), closed on narrow ones; not
     # value=None, which makes NiceGUI ask the browser once per page and log an ERROR when the tab leaves first
-    with ui.left_drawer(value=False).classes("bg-grey-1").props("show-if-above width=280 bordered") as drawer:
+    with ui.left_drawer(value=False).classes("parley-sidebar").props("show-if-above width=280 bordered") as drawer:
         conversations = ConversationList(engine, store, conversation_id, account=account)
     current: list[int] = []  # the conversation shown, once there is one
 
@@ -128,17 +134,28 @@ def layout(
         except Exception as error:
             show_error(error)
 
-    with ui.header().classes("bg-white text-grey-9 items-center shadow-sm py-1"):
-        ui.button(icon="menu", on_click=drawer.toggle).props("flat round")
-        heading = ui.label(title).classes("text-base font-medium truncate flex-grow").mark("conversation-heading")
+    with ui.header(wrap=False).classes("parley-header items-center"):
+        ui.button(icon="menu", on_click=drawer.toggle).props(
+            'flat round aria-label="Conversations" title="Conversations"'
+        ).mark("drawer-toggle")
+        heading = ui.label(title).classes("parley-header-title text-base font-medium").mark("conversation-heading")
         settings_button = (
             ui.button(icon="tune", on_click=settings)
             .props('flat round title="Conversation settings" aria-label="Conversation settings"')
             .mark("settings")
         )
         settings_button.visible = False
+        shortcut = next(s.keys[0] for s in SHORTCUTS if s.action == "help")
+        ui.button(icon="keyboard", on_click=show_shortcuts).props(
+            f'flat round aria-label="Keyboard shortcuts" title="Keyboard shortcuts ({shortcut})"'
+        ).classes("max-sm:hidden").mark("shortcuts-button")
+        ThemeToggle()
         if accounts is not None:
             user_menu(account, accounts)
+    # the drawer reaches down beside the footer (the composer), not under it: Quasar's layout view, third row
+    view = list(ui.context.client.layout.props["view"])
+    view[8] = "l"
+    ui.context.client.layout.props["view"] = "".join(view)
 
     def attach(conversation_id: int) -> None:
         """Make the header and the drawer follow ``conversation_id`` (on load, or once the first Send created it)."""
@@ -166,4 +183,4 @@ def layout(
 
     if conversation_id is not None:
         attach(conversation_id)
-    ChatView(engine, store, conversation_id, on_created=created, account=account, guard=guard)
+    ChatView(engine, store, conversation_id, on_created=created, account=account, guard=guard, start=start)

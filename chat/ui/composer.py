@@ -1,0 +1,120 @@
+"""The message box at the bottom of a conversation: the text, the Send/Stop button, the draft kept in the browser
+and the "scroll to the newest message" button above it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from nicegui import ui
+from nicegui.element import Element
+from nicegui.events import GenericEventArguments
+
+#: The ``localStorage`` key prefix of drafts. A draft's key is ``parley-draft:<user>:<conversation>``: the user id
+#: (``local`` in personal mode), so that two people sharing a browser profile in team mode do not see each other's
+#: drafts, and the conversation id of the page's address (``/c/<id>``), or ``new`` on the start page.
+DRAFT_PREFIX = "parley-draft:"
+
+
+def draft_prefix(owner: int | None) -> str:
+    """The start of the draft keys of user ``owner`` (None: personal mode): ``parley-draft:<user>:``."""
+    return f"{DRAFT_PREFIX}{owner if owner is not None else 'local'}:"
+
+
+class ComposerDraft(Element, component="composer_draft.js"):
+    """Keeps the message box's unsent text in the browser's ``localStorage`` while it is typed, under the key of the
+    conversation in the page's address (see ``DRAFT_PREFIX``), and puts it back when the page opens with an empty box
+    (after a reload, or on coming back to the conversation). A sent message clears it; the start page's draft becomes
+    the new conversation's as the address changes. Entirely in the browser, except that a restored draft reaches the
+    server as typing would.
+
+    Args:
+        textarea: the message box.
+        prefix: the user's draft key prefix (``draft_prefix``).
+    """
+
+    def __init__(self, textarea: ui.textarea, prefix: str) -> None:
+        super().__init__()
+        self._props["target"] = textarea.id
+        self._props["prefix"] = prefix
+
+
+class ScrollToBottom(Element, component="scroll_to_bottom.js"):
+    """A round button above the message box, shown while the page is scrolled up from its newest message (e.g. to read
+    an earlier part of an answer that is still streaming); a click scrolls to the bottom. In the browser only."""
+
+
+class Composer:
+    """The message box and its one button, Send or Stop, in the page's footer.
+
+    Enter sends, Shift+Enter adds a line. The button is Stop while the conversation answers.
+
+    Args:
+        on_send: called for Enter and for Send.
+        on_stop: called for Stop.
+        drafts: the user's draft key prefix (``draft_prefix``).
+    """
+
+    def __init__(
+        self, *, on_send: Callable[[], Awaitable[None]], on_stop: Callable[[], Awaitable[None]], drafts: str
+    ) -> None:
+        self.on_send = on_send
+        self.on_stop = on_stop
+        self.busy = False
+        with ui.footer(wrap=False).classes("parley-composer-bar"):
+            ScrollToBottom()
+            with ui.row().classes("w-full max-w-3xl mx-auto items-end gap-2 no-wrap"):
+                self.input = (
+                    ui.textarea(placeholder="Message Parley…")
+                    .props('autogrow outlined dense autofocus aria-label="Message"')
+                    .classes("flex-grow parley-composer-input")
+                    .mark("composer")
+                )
+                # Enter carries the text typed: before the page's socket is connected, NiceGUI sends each queued event
+                # on its own timer, so the Enter may reach the server before the last keystrokes' value update
+                self.input.on("keydown.enter.exact.prevent", self._enter, js_handler="(e) => emit(e.target.value)")
+                # one button, Send or Stop: switching it is one small update of one element
+                self.button = ui.button(icon="send", on_click=self._act).props('round unelevated aria-label="Send"')
+                self.button.mark("send")
+            ComposerDraft(self.input, drafts)
+
+    @property
+    def text(self) -> str:
+        """What the box holds now."""
+        return self.input.value or ""
+
+    def set_text(self, text: str) -> None:
+        """Put ``text`` in the box (an example prompt)."""
+        self.input.value = text
+
+    def set_busy(self, busy: bool) -> None:
+        """Show Stop while the conversation answers, else Send (updates the browser only on a change)."""
+        if busy == self.busy:
+            return
+        self.busy = busy
+        with self.button.props.suspend_updates():
+            self.button.props["color"] = "negative" if busy else "primary"
+            self.button.props["aria-label"] = "Stop" if busy else "Send"
+        self.button.mark("stop" if busy else "send")
+        self.button.set_icon("stop" if busy else "send")
+
+    async def _enter(self, event: GenericEventArguments) -> None:
+        if isinstance(event.args, str):
+            self._set_silently(event.args)
+        await self.on_send()
+
+    def _set_silently(self, text: str) -> None:
+        """Set the box's value on the server only (the browser has it already)."""
+        self.input._send_update_on_value_change = False  # what NiceGUI itself does for a value coming from the browser
+        try:
+            self.input.value = text
+        finally:
+            self.input._send_update_on_value_change = True
+
+    async def _act(self) -> None:
+        await (self.on_stop() if self.busy else self.on_send())
+
+    def clear(self) -> None:
+        """Empty the box (and with it the draft): server-side silently, in the browser by one small call (~80 bytes)
+        instead of a full update of the element, which would re-send all of its props (~3 KB)."""
+        self._set_silently("")
+        self.input.client.run_javascript(f"getElement({self.input.id}).inputValue = ''")
