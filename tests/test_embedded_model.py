@@ -123,6 +123,17 @@ async def prompt_tokens(services: Services, messages: list[dict[str, str]]) -> i
     return completion.usage.prompt_tokens
 
 
+async def answer_of(services: Services, text: str):
+    """Send ``text`` as a new conversation's first message; the stored answer once it ended, complete."""
+    _, assistant = await services.engine.send(None, text)
+    generation = services.engine.live(assistant.id)
+    assert generation is not None
+    await asyncio.wait_for(generation.wait(), 120)
+    answer = services.store.get_message(assistant.id)
+    assert answer.status == Status.complete, answer.error
+    return answer
+
+
 #: Requests whose prompt tokens are compared with the server's count: with and without a system message.
 COUNTED = [
     [{"role": "user", "content": "Write a Python function that reverses a string, with an example."}],
@@ -139,17 +150,12 @@ COUNTED = [
 async def test_default_model_ends_its_answer_and_its_prompt_count_is_the_servers(services: Services) -> None:
     """SmolLM2 ends its turn by itself (``stop`` well before ``max_tokens``) with no chat-format token in the text,
     and the ChatML counter counts each request exactly as llama-cpp-python's server does."""
-    engine, store = services.engine, services.store
+    engine = services.engine
     assert services.embedded_model is not None and services.embedded_model.id == "smollm2-135m-instruct"
     assert engine.default_model == "smollm2-135m-instruct"
     assert await services.provider.models() == ["smollm2-135m-instruct"]
     started = time.monotonic()
-    _, assistant = await engine.send(None, "Write a Python function that reverses a string, with an example.")
-    generation = engine.live(assistant.id)
-    assert generation is not None
-    await asyncio.wait_for(generation.wait(), 120)
-    answer = store.get_message(assistant.id)
-    assert answer.status == Status.complete, answer.error
+    answer = await answer_of(services, "Write a Python function that reverses a string, with an example.")
     assert answer.model == "smollm2-135m-instruct"
     assert answer.finish_reason == "stop"
     assert answer.completion_tokens and 10 < answer.completion_tokens < services.provider.max_tokens
@@ -167,15 +173,10 @@ async def test_default_model_ends_its_answer_and_its_prompt_count_is_the_servers
 async def test_embedded_model_gemma_serves_gemma(services: Services) -> None:
     """``--embedded-model gemma-3-270m``: Gemma answers, stored under its id; the Gemma counter is the server's
     count without a system message, and over-counts (never under-counts) a request with one."""
-    engine, store = services.engine, services.store
+    engine = services.engine
     assert services.embedded_model is not None and services.embedded_model.name == "Gemma 3 270M"
     assert engine.default_model == "gemma-3-270m"
-    _, assistant = await engine.send(None, "Once upon a time, in a village by the sea,")
-    generation = engine.live(assistant.id)
-    assert generation is not None
-    await asyncio.wait_for(generation.wait(), 120)
-    answer = store.get_message(assistant.id)
-    assert answer.status == Status.complete, answer.error
+    answer = await answer_of(services, "Once upon a time, in a village by the sea,")
     assert answer.model == "gemma-3-270m" and answer.content.strip()
     assert answer.completion_tokens and answer.completion_tokens <= 24
     assert not [token for token in SPECIAL_TOKENS if token in answer.content], answer.content
