@@ -23,9 +23,9 @@ def draft_prefix(owner: int | None) -> str:
 class ComposerDraft(Element, component="composer_draft.js"):
     """Keeps the message box's unsent text in the browser's ``localStorage`` while it is typed, under the key of the
     conversation in the page's address (see ``DRAFT_PREFIX``), and puts it back when the page opens with an empty box
-    (after a reload, or on coming back to the conversation). A sent message clears it; the start page's draft becomes
-    the new conversation's as the address changes. Entirely in the browser, except that a restored draft reaches the
-    server as typing would.
+    (after a reload, or on coming back to the conversation). A sent message clears it; once the start page's first
+    message has made a conversation (its address replaces ``/``), what is typed next is kept as that conversation's.
+    Entirely in the browser, except that a restored draft reaches the server as typing would.
 
     Args:
         textarea: the message box.
