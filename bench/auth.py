@@ -35,7 +35,7 @@ import httpx
 from tests.browser import clean_env as environment
 from tests.browser import free_port, server_process
 from tests.fake_upstream import FakeUpstreamProcess, Script
-from tests.team import PASSWORD, add_users, api_token
+from tests.helpers import PASSWORD, add_users, api_token
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:

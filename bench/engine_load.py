@@ -345,7 +345,7 @@ async def _parley(
     from sqlalchemy import event
 
     from chat.config import Settings
-    from chat.engine.generation import Delta, Finished
+    from chat.engine import Finished, TextDelta
     from chat.server import build_services
 
     settings = Settings(
@@ -377,14 +377,14 @@ async def _parley(
             commits[0] += 1
 
     event.listen(store.engine, "commit", on_commit)
-    conversations = [engine.create_conversation() for _ in range(answers)]  # setup, not measured
+    conversations = [await engine.create_conversation() for _ in range(answers)]  # setup, not measured
 
     probe = Probe()
     records = [Answer() for _ in range(answers)]
 
     def subscriber_for(record: Answer) -> Callable[[Any], None]:
         def on_event(item: Any) -> None:
-            if type(item) is Delta:
+            if type(item) is TextDelta:
                 if record.first is None:
                     record.first = time.perf_counter()
                 record.deltas += 1

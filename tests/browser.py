@@ -1,4 +1,6 @@
-"""Helpers for the tests that need a real server process and a real headless Chromium (Debian's package)."""
+"""Helpers for the tests that need a real server process and a real headless Chromium (Debian's package): the
+project's folder ``ROOT``, free ports, app.py (or any server) in a subprocess, Chromium. The other shared helpers are in
+``helpers.py``."""
 
 from __future__ import annotations
 
@@ -119,18 +121,6 @@ def stderr_text(process: subprocess.Popen) -> str:
     log.flush()
     log.seek(0)
     return log.read()
-
-
-def wait_until(predicate, timeout: float = 10, interval: float = 0.05, what: str = "the condition"):
-    """Poll ``predicate()`` until it returns something truthy, and return that; fail the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 def seconds_to_exit(process: subprocess.Popen, signal_number: int, timeout: float = 15) -> float:

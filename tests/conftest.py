@@ -4,7 +4,6 @@ simulated ``user`` running the real ``app.py``."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,10 +16,9 @@ from chat.engine import Engine
 from chat.provider import Provider
 from chat.store import Store
 
+from .browser import ROOT
 from .fake_upstream import FakeUpstream
 from .postgres import PostgresServer, find_binaries
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -127,18 +125,3 @@ async def user(app_env: Path, caplog: pytest.LogCaptureFixture) -> AsyncIterator
     errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
     if errors:
         pytest.fail(f"unexpected ERROR logs: {[r.getMessage() for r in errors]}", pytrace=False)
-
-
-def app_store(data_dir: Path) -> Store:
-    """A second Store on the app's own database file, for asserting what it holds."""
-    return Store(f"sqlite:///{data_dir / 'parley.db'}")
-
-
-@contextlib.contextmanager
-def opened_store(data_dir: Path) -> Iterator[Store]:
-    """``app_store`` as a context manager that closes it."""
-    store = app_store(data_dir)
-    try:
-        yield store
-    finally:
-        store.close()

@@ -18,8 +18,7 @@ from chat.provider import Provider
 from chat.store import NameTaken, NotFound, Status, Store
 
 from .fake_upstream import FakeUpstream, Script
-
-PASSWORD = "correct horse battery staple"
+from .helpers import PASSWORD
 
 
 @pytest.fixture
@@ -200,9 +199,9 @@ async def test_the_engine_keeps_each_user_to_their_own_conversations(team, store
         with pytest.raises(NotFound):
             await refusal
     with pytest.raises(NotFound):
-        engine.update_conversation(user.conversation_id, bob, title="bob's now")
+        await engine.update_conversation(user.conversation_id, bob, title="bob's now")
     with pytest.raises(NotFound):
-        engine.select_variant(answer.id, bob)
+        await engine.select_variant(answer.id, bob)
     with pytest.raises(NotFound):
         [event async for event in engine.follow(answer.id, 0, bob)]
     assert [m.model_dump() for m in store.messages(user.conversation_id)] == before
@@ -239,7 +238,7 @@ async def test_allowed_models_and_daily_usage(team, store: Store) -> None:
     user, answer = await engine.send(None, "with an allowed one", model="other-model", account=limited)
     stored = await engine.generations[answer.id].wait()
     with pytest.raises(ModelNotAllowed):
-        engine.update_conversation(user.conversation_id, limited, model="fake-model")
+        await engine.update_conversation(user.conversation_id, limited, model="fake-model")
     engine.record_usage(limited, 7, 3)  # e.g. an answer not stored (/v1 with store: false)
     engine.record_usage(LOCAL, 100, 100)  # personal mode counts nothing
     [day] = store.usage()
@@ -292,12 +291,14 @@ async def test_a_session_unused_for_two_weeks_has_ended(accounts: Accounts, stor
     assert store.delete_login_sessions(token_hash=token_hash(token)) == 0  # it was deleted
 
 
-async def test_answers_streamed_outside_the_engine_count_as_running(team, store: Store) -> None:
+async def test_answers_stored_nowhere_count_as_running(team, store: Store, upstream: FakeUpstream) -> None:
     engine, _, bob = team
-    with engine.running(bob):  # e.g. /v1 with store: false
-        assert engine.running_answers(bob) == 1
-        with pytest.raises(RateLimited, match="answers running"):
-            await engine.send(None, "one too many", account=bob)
+    upstream.script = Script(tokens=400, rate=20)
+    unstored = await engine.answer_unstored([{"role": "user", "content": "hi"}], account=bob)  # /v1, store: false
+    assert engine.running_answers(bob) == 1
+    with pytest.raises(RateLimited, match="answers running"):
+        await engine.send(None, "one too many", account=bob)
+    await engine.cancel_unstored(unstored)
     assert engine.running_answers(bob) == 0 and store.list_conversations(owner=bob.user_id) == []
 
 

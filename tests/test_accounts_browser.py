@@ -14,9 +14,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from .browser import assert_no_errors, chromium, free_port, serve
-from .conftest import opened_store
 from .fake_upstream import FakeUpstream
-from .team import PASSWORD, add_users
+from .helpers import PASSWORD, add_users, opened_store
 
 pytestmark = pytest.mark.browser
 

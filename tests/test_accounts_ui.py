@@ -15,10 +15,9 @@ from chat.auth import Accounts
 from chat.store import Status
 from chat.ui.access import safe_next
 
-from .conftest import ROOT, opened_store
+from .browser import ROOT
 from .fake_upstream import FakeUpstream
-from .team import PASSWORD, add_users
-from .test_ui import not_found, send, wait_for
+from .helpers import PASSWORD, add_users, not_found, opened_store, send, wait_for
 
 
 @pytest.fixture
@@ -94,7 +93,7 @@ async def test_add_user_and_refusals(team: User, app_env: Path) -> None:
     team.find(marker="new-user-name").type("carol")
     team.find(marker="new-user-password").type("short")
     team.find(marker="add-user").click()
-    await team.should_see("A password has at least 8 characters.")
+    await team.should_see("A password has at least 8 characters.", retries=50)
     team.find(marker="new-user-name").clear().type("bob")
     team.find(marker="new-user-password").clear().type("long enough password")
     team.find(marker="add-user").click()
@@ -141,12 +140,12 @@ async def test_password_change_refusals_are_said(team: User) -> None:
     team.find(marker="repeat-password").clear().type("a new password")
     team.find(marker="current-password").clear().type("wrong password")
     team.find(marker="change-password").click()
-    await team.should_see("The current password is wrong.")
+    await team.should_see("The current password is wrong.", retries=50)  # argon2id takes ~0.1 s in a thread
     team.find(marker="current-password").clear().type(PASSWORD)
     team.find(marker="new-password").clear().type("short")
     team.find(marker="repeat-password").clear().type("short")
     team.find(marker="change-password").click()
-    await team.should_see("A password has at least 8 characters.")
+    await team.should_see("A password has at least 8 characters.", retries=50)
 
 
 async def test_personal_mode_has_no_login_or_user_menu(user: User) -> None:

@@ -7,138 +7,22 @@ closes with code 4401. Personal mode (no users) still asks for nothing."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import sqlite3
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
 import pytest
-from httpx_sse import connect_sse
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import connect as ws_connect
-
-from chat.auth import Accounts
-from chat.engine import Account
-from chat.store import Store
 
 from .browser import assert_no_errors, free_port, serve
 from .fake_upstream import FakeUpstream
-from .team import add_users, api_token, logged_in
-
-# -- helpers shared with test_isolation.py and test_limits.py -------------------------------------------------------
-
-
-@dataclass
-class Team:
-    """A running Parley in team mode: its URL, data folder and users (``Account`` by name)."""
-
-    url: str
-    data_dir: Path
-    users: dict[str, Account]
-
-    def token(self, name: str) -> str:
-        """A new API token of the user ``name``."""
-        return api_token(self.data_dir, self.users[name])
-
-    def client(self, token: str | None = None, **headers: str) -> httpx.Client:
-        """An httpx client on the server, with ``Authorization: Bearer <token>`` when ``token`` is given."""
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
-
-    def sdk(self, api_key: str, **options: Any) -> openai.OpenAI:
-        """The openai SDK pointed at the server's ``/v1``."""
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key, timeout=30, **options)
-
-    def accounts(self) -> contextlib.AbstractContextManager[Accounts]:
-        """``Accounts`` on the server's database (to revoke tokens, disable users...), as a context manager."""
-        return team_accounts(self.data_dir)
-
-    def db(self) -> sqlite3.Connection:
-        """A plain SQLite connection on the server's database, rows as dicts (``with`` commits, does not close)."""
-        connection = sqlite3.connect(self.data_dir / "parley.db", timeout=10)
-        connection.row_factory = lambda cursor, row: {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
-        return connection
-
-
-@contextlib.contextmanager
-def team_accounts(data_dir: Path) -> Iterator[Accounts]:
-    """``Accounts`` (team mode) on the SQLite database of ``data_dir``."""
-    store = Store(f"sqlite:///{data_dir / 'parley.db'}")
-    try:
-        yield Accounts(store, enabled=True)
-    finally:
-        store.close()
-
-
-@contextlib.contextmanager
-def start_team(
-    tmp_path: Path, upstream: FakeUpstream, names: tuple[str, ...], models: dict[str, list[str]] | None = None,
-    **env: str,
-) -> Iterator[tuple[subprocess.Popen, Team]]:  # fmt: skip
-    """Create the users ``names`` (the first one an admin; ``models``: the models some may use) in a new data folder,
-    start app.py on it (``serve``, ``env`` added) and yield ``(process, team)``."""
-    data_dir = tmp_path / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    users = add_users(data_dir, *names, admins=names[:1])
-    if models:
-        with team_accounts(data_dir) as accounts:
-            for name, allowed in models.items():
-                user_id = users[name].user_id
-                assert user_id is not None
-                accounts.set_models(user_id, allowed)
-    port = free_port()
-    with serve(tmp_path, upstream, port, PARLEY_CHECKPOINT_INTERVAL="0.2", **env) as process:
-        yield process, Team(f"http://127.0.0.1:{port}", data_dir, users)
-
-
-def ws_url(team_url: str, message_id: int) -> str:
-    """The WebSocket URL of an answer's stream."""
-    return team_url.replace("http://", "ws://") + f"/api/messages/{message_id}/stream"
-
-
-def ws_close_code(url: str, headers: dict[str, str] | None = None) -> int:
-    """Open the WebSocket ``url``, read until the server closes it, and return the close code (minus the HTTP status
-    when the handshake is refused)."""
-    try:
-        with ws_connect(url, additional_headers=headers or {}, open_timeout=10) as socket:
-            try:
-                while True:
-                    socket.recv(timeout=15)
-            except ConnectionClosed as closed:
-                assert closed.rcvd is not None, "closed without a close frame"
-                return closed.rcvd.code
-    except InvalidStatus as refused:
-        return -refused.response.status_code
-    raise AssertionError("not reached")
+from .helpers import Team, logged_in, read_answer, start_team, ws_close_code, ws_url
 
 
 def cookie_header(client: httpx.Client) -> dict[str, str]:
     """The ``Cookie`` header of a logged-in httpx client, for a WebSocket."""
     return {"Cookie": "; ".join(f"{name}={value}" for name, value in client.cookies.items())}
-
-
-def read_answer(client: httpx.Client, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Send a request answered with SSE and read it to the end; returns ``message_start``'s data and ``text``."""
-    start: dict[str, Any] = {}
-    text = ""
-    with connect_sse(client, method, path, json=body) as source:
-        assert source.response.status_code == 200, source.response.read()
-        for event in source.iter_sse():
-            data = json.loads(event.data)
-            if event.event == "message_start":
-                start = data
-            elif event.event == "text_delta":
-                text += data["delta"]
-            elif event.event == "done":
-                assert data["status"] == "complete", data
-    return {**start, "text": text}
 
 
 def assert_api_401(response: httpx.Response) -> None:

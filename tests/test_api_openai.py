@@ -15,9 +15,9 @@ import pytest
 
 from chat.store import Role, Status, Store
 
-from .browser import assert_no_errors, free_port, serve, wait_until
-from .conftest import opened_store
+from .browser import assert_no_errors, free_port, serve
 from .fake_upstream import FakeUpstream, Script, StreamRecord
+from .helpers import opened_store, wait_until
 
 PIECES = ["Rivers ", "flow ", "to the ", "sea ", "— ", "río 🌊."]
 ANSWER = "".join(PIECES)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,8 +24,9 @@ from chat.api.rest import register_rest
 from chat.engine import Engine
 from chat.store import Store
 
-from .browser import assert_no_errors, chromium, free_port, serve, wait_until
+from .browser import assert_no_errors, chromium, free_port, serve
 from .fake_upstream import FakeUpstream, Script
+from .helpers import wait_for, wait_until
 
 #: Text that is easy to split wrongly: combining marks, a ZWJ emoji sequence and astral characters, CJK, right-to-left,
 #: CR LF and a lone CR, tab, and the line separators that ``str.splitlines`` (not SSE) breaks lines on.
@@ -180,7 +180,9 @@ def test_a_client_that_disconnects_mid_answer_resumes_with_last_event_id_and_get
     answer = before[0].data["assistant_message_id"]
     last_id = before[-1].id
     assert int(last_id) == len(text_of(before)) > 0
-    time.sleep(0.3)  # the answer goes on without a client
+    answering = upstream.streams[-1]
+    sent = answering.tokens_sent
+    wait_until(lambda: answering.tokens_sent >= sent + 10, what="the answer to go on without a client")
     with connect_sse(client, "GET", f"/api/messages/{answer}/stream", headers={"Last-Event-ID": last_id}) as source:
         after = list(read(source))
     assert after[0].event == "message_start" and after[0].id == last_id  # resuming: its id is where it starts
@@ -357,8 +359,8 @@ async def in_process(engine: Engine, store: Store, heartbeat: float) -> AsyncIte
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     serving = asyncio.create_task(server.serve())
     try:
-        while not server.started:
-            await asyncio.sleep(0.01)
+        await wait_for(lambda: server.started or serving.done(), what="uvicorn to start")
+        assert server.started, "uvicorn did not start"
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             yield client
     finally:
@@ -371,7 +373,7 @@ async def test_a_heartbeat_comment_keeps_an_idle_stream_open(
 ) -> None:
     """In-process, so the heartbeat can be 0.2 s instead of 15."""
     upstream.script = Script(tokens=2, first_token_delay=1.2)
-    conversation = engine.create_conversation()
+    conversation = await engine.create_conversation()
     async with in_process(engine, store, heartbeat=0.2) as client:
         path = f"/api/conversations/{conversation}/messages"
         async with client.stream("POST", path, json={"content": "Hi"}) as response:
@@ -391,7 +393,7 @@ async def test_a_client_that_disconnects_is_unsubscribed_and_the_answer_goes_on(
     """sse-starlette cancels the response on a disconnect: the engine's ``follow`` must be closed (it unsubscribes),
     and the answer, owned by the engine, must not notice."""
     upstream.script = Script(tokens=40, rate=40)
-    conversation = engine.create_conversation()
+    conversation = await engine.create_conversation()
     async with in_process(engine, store, heartbeat=15) as client:
         path = f"/api/conversations/{conversation}/messages"
         async with aconnect_sse(client, "POST", path, json={"content": "Hi"}) as source:
@@ -400,10 +402,7 @@ async def test_a_client_that_disconnects_is_unsubscribed_and_the_answer_goes_on(
                     break
             generation = engine.live(2)
             assert generation is not None and len(generation._subscribers) == 1  # this stream
-        for _ in range(100):
-            if not generation._subscribers:
-                break
-            await asyncio.sleep(0.02)
+        await wait_for(lambda: not generation._subscribers, what="the stream's subscription to end with its client")
         assert not generation._subscribers, "the stream's subscription should end with its client"
         assert not generation.done, "the answer should still be streaming"
         stored = await generation.wait()

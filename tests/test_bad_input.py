@@ -10,9 +10,8 @@ from nicegui.testing import User
 from chat.engine import Engine, MessageTooLong, clean_text
 from chat.store import Status, Store
 
-from .conftest import opened_store
 from .fake_upstream import FakeUpstream, Script
-from .test_ui import send, stored_path, wait_for
+from .helpers import opened_store, send, stored_path, wait_for
 
 
 @pytest.fixture

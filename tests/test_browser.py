@@ -11,8 +11,8 @@ from playwright.sync_api import expect
 from chat.store import Status
 
 from .browser import chromium, free_port, serve
-from .conftest import opened_store
 from .fake_upstream import FakeUpstream, Script
+from .helpers import opened_store
 
 pytestmark = pytest.mark.browser
 

@@ -13,9 +13,7 @@ import pytest
 from chat.auth.passwords import verify_password
 from chat.store import Store
 
-from .browser import clean_env, free_port, server_process
-
-ROOT = Path(__file__).resolve().parent.parent
+from .browser import ROOT, clean_env, free_port, server_process
 
 
 def app(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

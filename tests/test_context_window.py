@@ -12,7 +12,7 @@ from chat.engine import Engine
 from chat.store import Role, Status, Store
 
 from .fake_upstream import FakeUpstream, Script
-from .test_ui import send, stored_path, wait_for
+from .helpers import send, stored_path, wait_for
 
 SYSTEM = "You are terse."
 LONG = " ".join(f"word{i}" for i in range(40))  # 40 words, 280 bytes: ~98 estimated tokens with its overhead
@@ -33,7 +33,7 @@ async def test_oldest_turns_are_left_out_and_the_system_prompt_kept(
 ) -> None:
     upstream.script = Script(pieces=["short answer"])
     engine = make_engine(context_window=600, max_tokens=100)
-    conversation_id = engine.create_conversation(system_prompt=SYSTEM)
+    conversation_id = await engine.create_conversation(system_prompt=SYSTEM)
     answers = await converse(engine, conversation_id, 8)
 
     first, last = upstream.requests[0]["messages"], upstream.requests[-1]["messages"]
@@ -57,7 +57,7 @@ async def test_an_unknown_window_is_learned_from_the_upstreams_refusal(
 ) -> None:
     upstream.script = Script(pieces=["ok"])
     engine = make_engine()  # "fake-model": no configured window, not in the table of known models
-    conversation_id = engine.create_conversation()
+    conversation_id = await engine.create_conversation()
     await converse(engine, conversation_id, 4)  # the fake has no window until now
     upstream.script = Script(pieces=["fitted"], context_window=200)
     before = len(upstream.requests)
@@ -90,7 +90,7 @@ async def test_without_a_system_role_the_system_prompt_leads_the_first_user_turn
 ) -> None:
     upstream.script = Script(pieces=["ok"])
     engine = make_engine(system_in_first_turn=True)
-    conversation_id = engine.create_conversation(system_prompt=SYSTEM)
+    conversation_id = await engine.create_conversation(system_prompt=SYSTEM)
     await converse(engine, conversation_id, 2)
     assert upstream.requests[-1]["messages"] == [
         {"role": "user", "content": f"{SYSTEM}\n\n0: {LONG}"},

@@ -6,19 +6,31 @@ import asyncio
 
 import pytest
 
-from chat.engine import ConversationBusy, Delta, EmptyMessage, Engine, Finished, Phase, PhaseChanged, make_title
+from chat.engine import (
+    ConversationBusy,
+    EmptyMessage,
+    Engine,
+    Finished,
+    Phase,
+    PhaseChanged,
+    TextDelta,
+    UsageReported,
+    make_title,
+)
 from chat.store import Status, Store
 
 from .fake_upstream import FakeUpstream, Script
+from .helpers import wait_for
 
 
 async def test_answer_streams_and_is_stored_complete(engine: Engine, store: Store, upstream: FakeUpstream) -> None:
-    conversation_id = engine.create_conversation()
+    conversation_id = await engine.create_conversation()
     user, assistant = await engine.send(conversation_id, "Hello there")
     generation = engine.live(assistant.id)
     assert generation is not None
     seen: list[str] = []
-    text, _ = generation.subscribe(lambda e: seen.append(e.text) if isinstance(e, Delta) else None)
+    content, _ = generation.subscribe(lambda e: seen.append(e.text) if isinstance(e, TextDelta) else None)
+    text = "".join(event.text for event in content)
     message = await generation.wait()
     assert text + "".join(seen) == upstream.expected_text()
     assert message.status == Status.complete
@@ -38,7 +50,7 @@ async def test_answer_streams_and_is_stored_complete(engine: Engine, store: Stor
 async def test_request_carries_system_prompt_history_and_temperature(
     engine: Engine, store: Store, upstream: FakeUpstream
 ) -> None:
-    conversation_id = engine.create_conversation(system_prompt="You are terse.", temperature=0.3)
+    conversation_id = await engine.create_conversation(system_prompt="You are terse.", temperature=0.3)
     _, first = await engine.send(conversation_id, "one")
     await engine.live(first.id).wait()
     _, second = await engine.send(conversation_id, "two", temperature=1.2)
@@ -61,10 +73,9 @@ async def test_checkpoints_are_bounded_and_partial_text_is_saved(
     engine: Engine, store: Store, upstream: FakeUpstream
 ) -> None:
     upstream.script = Script(tokens=30, rate=30)  # about 1 s of streaming
-    conversation_id = engine.create_conversation()
+    conversation_id = await engine.create_conversation()
     _, assistant = await engine.send(conversation_id, "go")
-    await asyncio.sleep(0.6)
-    partial = store.get_message(assistant.id).content
+    partial = await wait_for(lambda: store.get_message(assistant.id).content, what="a checkpoint while streaming")
     assert partial, "a checkpoint should have saved some text while streaming"
     assert upstream.expected_text().startswith(partial)
     assert store.get_message(assistant.id).status == Status.streaming
@@ -80,9 +91,10 @@ async def test_cancel_closes_upstream_and_keeps_partial_text(
     engine: Engine, store: Store, upstream: FakeUpstream
 ) -> None:
     upstream.script = Script(tokens=500, rate=50)
-    conversation_id = engine.create_conversation()
+    conversation_id = await engine.create_conversation()
     _, assistant = await engine.send(conversation_id, "long please")
-    await asyncio.sleep(0.5)
+    generation = engine.live(assistant.id)
+    await wait_for(lambda: generation.size > 0, what="the answer's first text")
     assert await engine.cancel(assistant.id) is True
     stored = store.get_message(assistant.id)
     assert stored.status == Status.cancelled
@@ -98,7 +110,7 @@ async def test_cancel_closes_upstream_and_keeps_partial_text(
 async def test_regenerate_adds_selected_variant_and_keeps_the_old(
     engine: Engine, store: Store, upstream: FakeUpstream
 ) -> None:
-    conversation_id = engine.create_conversation()
+    conversation_id = await engine.create_conversation()
     _, first = await engine.send(conversation_id, "hi")
     await engine.live(first.id).wait()
     first_text = upstream.expected_text()
@@ -112,42 +124,44 @@ async def test_regenerate_adds_selected_variant_and_keeps_the_old(
     assert [v.id for v in variants] == [first.id, variant.id]
     assert store.get_message(first.id).content == first_text
     assert store.path(conversation_id)[-1].id == variant.id
-    engine.select_variant(first.id)
+    await engine.select_variant(first.id)
     assert store.path(conversation_id)[-1].id == first.id
 
 
 async def test_busy_conversation_refuses_a_second_answer(engine: Engine, upstream: FakeUpstream) -> None:
     upstream.script = Script(tokens=100, rate=50)
-    conversation_id = engine.create_conversation()
+    conversation_id = await engine.create_conversation()
     _, assistant = await engine.send(conversation_id, "first")
     with pytest.raises(ConversationBusy):
         await engine.send(conversation_id, "second")
     with pytest.raises(ConversationBusy):
         await engine.regenerate(assistant.id)
     with pytest.raises(EmptyMessage):
-        await engine.send(engine.create_conversation(), "  \n\t ")
+        await engine.send(await engine.create_conversation(), "  \n\t ")
     await engine.cancel(assistant.id)
 
 
 async def test_two_subscribers_see_the_same_stream_and_phases(engine: Engine, upstream: FakeUpstream) -> None:
-    upstream.script = Script(tokens=20, rate=100, first_token_delay=0.2)
-    _, assistant = await engine.send(engine.create_conversation(), "hi")
+    upstream.script = Script(tokens=20, rate=20, first_token_delay=0.2)  # 1 s: the late one joins well before the end
+    _, assistant = await engine.send(await engine.create_conversation(), "hi")
     generation = engine.live(assistant.id)
     events_a: list[object] = []
     events_b: list[object] = []
     generation.subscribe(events_a.append)
-    await asyncio.sleep(0.1)
-    late_text, _ = generation.subscribe(events_b.append)
+    await wait_for(lambda: any(isinstance(e, TextDelta) for e in events_a), what="the first text")
+    late_content, _ = generation.subscribe(events_b.append)  # mid-answer: it gets the text so far, then the rest
+    assert late_content, "the late subscriber should have joined after the first text"
+    late_text = "".join(event.text for event in late_content)
     await generation.wait()
-    text_a = "".join(e.text for e in events_a if isinstance(e, Delta))
-    text_b = late_text + "".join(e.text for e in events_b if isinstance(e, Delta))
+    text_a = "".join(e.text for e in events_a if isinstance(e, TextDelta))
+    text_b = late_text + "".join(e.text for e in events_b if isinstance(e, TextDelta))
     assert text_a == text_b == upstream.expected_text()
     assert isinstance(events_a[-1], Finished) and isinstance(events_b[-1], Finished)
     assert PhaseChanged(Phase.streaming) in events_a
 
 
 async def test_restart_marks_streaming_messages_interrupted(engine: Engine, store: Store) -> None:
-    conversation_id = engine.create_conversation()
+    conversation_id = await engine.create_conversation()
     user, assistant = store.add_exchange(conversation_id, "hi", model="fake-model", temperature=0.5)
     store.checkpoint(assistant.id, "partial ans")
     assert engine.recover() == 1
@@ -159,8 +173,9 @@ async def test_shutdown_stores_running_answers_as_interrupted(
     engine: Engine, store: Store, upstream: FakeUpstream
 ) -> None:
     upstream.script = Script(tokens=500, rate=50)
-    _, assistant = await engine.send(engine.create_conversation(), "hi")
-    await asyncio.sleep(0.4)
+    _, assistant = await engine.send(await engine.create_conversation(), "hi")
+    generation = engine.live(assistant.id)
+    await wait_for(lambda: generation.size > 0, what="the answer's first text")
     await engine.shutdown()
     stored = store.get_message(assistant.id)
     assert stored.status == Status.interrupted
@@ -181,16 +196,19 @@ async def test_one_at_a_time_upstream_queues_the_second_answer(store: Store, ups
     upstream.script = Script(tokens=20, rate=40)
     provider = Provider(upstream.base_url, "k", read_timeout=5, max_concurrency=1)  # like the embedded model
     engine = Engine(store, provider, default_model="fake-model")
-    _, first = await engine.send(engine.create_conversation(), "first")
-    await asyncio.sleep(0.1)
-    _, second = await engine.send(engine.create_conversation(), "second")
-    await asyncio.sleep(0.1)
+    _, first = await engine.send(await engine.create_conversation(), "first")
+    await wait_for(lambda: upstream.streams, what="the first request upstream")
+    _, second = await engine.send(await engine.create_conversation(), "second")
+    # the provider says so when an answer waits for the upstream's one slot
+    await wait_for(lambda: engine.live(second.id).phase == Phase.queued, what="the second answer to queue")
     assert engine.live(second.id).phase == Phase.queued
     assert len(upstream.requests) == 1  # the second request waits for the first answer to end
     done_first = await engine.live(first.id).wait()
     done_second = await engine.live(second.id).wait()
     assert done_first.status == done_second.status == Status.complete
     assert done_second.content == upstream.expected_text()
+    first_stream, second_stream = upstream.streams
+    assert second_stream.received_at >= first_stream.written[-1], "the second request came before the first ended"
     await provider.close()
 
 
@@ -198,14 +216,14 @@ async def test_follow_from_an_offset_live_slow_consumer_and_stored(
     engine: Engine, store: Store, upstream: FakeUpstream
 ) -> None:
     upstream.script = Script(tokens=40, rate=200)
-    conversation_id = engine.create_conversation()
+    conversation_id = await engine.create_conversation()
     _, assistant = await engine.send(conversation_id, "go")
 
     async def collect(offset: int, pause: float = 0.0) -> list:
         events = []
         async for event in engine.follow(assistant.id, offset):
             events.append(event)
-            await asyncio.sleep(pause)  # a slow consumer (a socket that is busy) gets joined deltas
+            await asyncio.sleep(pause)  # being slow is the point, not a wait: a slow consumer gets joined deltas
         return events
 
     fast, slow = await asyncio.gather(collect(0), collect(0, pause=0.05))
@@ -213,11 +231,11 @@ async def test_follow_from_an_offset_live_slow_consumer_and_stored(
     expected = upstream.expected_text()
     for events in (fast, slow):
         assert isinstance(events[-1], Finished) and events[-1].message.status == Status.complete
-        assert "".join(e.text for e in events if isinstance(e, Delta)) == expected
+        assert "".join(e.text for e in events if isinstance(e, TextDelta)) == expected
     assert isinstance(fast[0], PhaseChanged)  # no text yet when it started following: the phase comes first
-    assert len([e for e in slow if isinstance(e, Delta)]) < len([e for e in fast if isinstance(e, Delta)])
-    assert [type(e) for e in late] == [Delta, Finished] and late[0].text == expected[7:]
-    assert [type(e) for e in await collect(len(expected))] == [Finished]
+    assert len([e for e in slow if isinstance(e, TextDelta)]) < len([e for e in fast if isinstance(e, TextDelta)])
+    assert [type(e) for e in late] == [TextDelta, UsageReported, Finished] and late[0].text == expected[7:]
+    assert [type(e) for e in await collect(len(expected))] == [UsageReported, Finished]
 
 
 async def test_database_writes_per_answer_are_one_plus_checkpoints_plus_one(
@@ -237,7 +255,7 @@ async def test_database_writes_per_answer_are_one_plus_checkpoints_plus_one(
     assert [m.content for m in store.path(conversation.id)] == ["first message names the new conversation",
                                                                  upstream.expected_text()]  # fmt: skip
 
-    conversation_id = engine.create_conversation()  # an empty conversation made first is named by its first message
+    conversation_id = await engine.create_conversation()  # an empty conversation is named by its first message
     _, assistant = await engine.send(conversation_id, "named later")
     await engine.live(assistant.id).wait()
     assert store.get_conversation(conversation_id).title == "named later"
@@ -249,11 +267,15 @@ async def test_concurrent_answers_share_one_checkpoint_transaction(
     upstream.script = Script(tokens=40, rate=40)  # about 1 s each, five at once
     answers = []
     for i in range(5):
-        _, assistant = await engine.send(engine.create_conversation(), f"question {i}")
+        _, assistant = await engine.send(await engine.create_conversation(), f"question {i}")
         answers.append(assistant.id)
     generations = [engine.live(message_id) for message_id in answers]
-    await asyncio.sleep(0.7)
-    partials = [store.get_message(message_id).content for message_id in answers]
+
+    def checkpointed() -> list[str] | None:
+        texts = [store.get_message(message_id).content for message_id in answers]
+        return texts if all(texts) else None
+
+    partials = await wait_for(checkpointed, what="a checkpoint of every answer")
     assert all(partials), "every streaming answer should have been checkpointed"
     checkpoints, writes = engine.checkpoints, store.writes
     messages = [await generation.wait() for generation in generations]
@@ -284,7 +306,7 @@ async def test_two_sends_at_once_in_one_conversation_store_one_exchange(
     engine: Engine, store: Store, upstream: FakeUpstream
 ) -> None:
     upstream.script = Script(tokens=3)
-    conversation_id = engine.create_conversation()
+    conversation_id = await engine.create_conversation()
     results = await asyncio.gather(
         engine.send(conversation_id, "first"), engine.send(conversation_id, "second"), return_exceptions=True
     )

@@ -3,7 +3,6 @@ what the user sees and what is stored. Each row of the README's table names the 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from chat.store import Status, Store
 
 from .browser import free_port
 from .fake_upstream import FakeUpstream, Script
-from .test_ui import send, stored_path, wait_for
+from .helpers import send, stored_path, wait_for
 
 #: Short timeouts and retries so that the matrix runs in seconds (the defaults are 120 s, 60 s, 3 retries, 30 s).
 READ_TIMEOUT, IDLE_TIMEOUT, RETRIES, RETRY_BUDGET = 1.0, 0.5, 2, 3.0
@@ -132,7 +131,7 @@ async def test_fault_keeps_the_partial_answer_stores_the_reason_and_logs_details
     fault = FAULTS[name]
     upstream.script = fault.script
     engine = make_engine(base_url_for(fault, upstream))
-    conversation_id = engine.create_conversation(model=fault.model)
+    conversation_id = await engine.create_conversation(model=fault.model)
     caplog.set_level(logging.INFO)
     user, assistant = await engine.send(conversation_id, "Tell me a story.")
     message = await engine.live(assistant.id).wait()
@@ -242,4 +241,3 @@ async def test_fault_shows_a_short_reason_and_retry_on_the_page(
         user.find(marker="retry").click()
         await wait_for(lambda: stored_path(app_env)[-1].content == "recovered", 10)
         await user.should_see("2/2", retries=30)
-    await asyncio.sleep(0)

@@ -17,8 +17,7 @@ import pytest
 
 from .browser import assert_no_errors
 from .fake_upstream import FakeUpstream
-from .team import logged_in
-from .test_api_auth import Team, read_answer, start_team, ws_close_code, ws_url
+from .helpers import Team, logged_in, read_answer, start_team, ws_close_code, ws_url
 
 #: Words only ann's conversation holds.
 SECRET_TITLE = "Ann's secret rivers"

@@ -13,10 +13,9 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from chat.store import Role, Status
 
 from .a11y import low_contrast, unnamed_controls
-from .browser import ROOT, assert_no_errors, chromium, free_port, serve, wait_until
-from .conftest import opened_store
+from .browser import ROOT, assert_no_errors, chromium, free_port, serve
 from .fake_upstream import FakeUpstream, Script
-from .team import PASSWORD, add_users
+from .helpers import PASSWORD, add_users, opened_store, wait_until
 
 pytestmark = pytest.mark.browser
 

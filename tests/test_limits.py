@@ -14,8 +14,7 @@ import pytest
 
 from .browser import assert_no_errors
 from .fake_upstream import FakeUpstream, Script
-from .team import PASSWORD
-from .test_api_auth import Team, read_answer, start_team
+from .helpers import PASSWORD, Team, read_answer, start_team
 
 #: ann: messages per minute; bob: answers at once; carol: models; dave: the last to log in.
 USERS = ("ann", "bob", "carol", "dave")

@@ -24,9 +24,9 @@ from chat.server import embedded_provider
 from chat.store import Message, Status, Store
 
 from . import browser
-from .browser import chromium, free_port, seconds_to_exit, stderr_text, wait_until
-from .conftest import ROOT, opened_store
+from .browser import ROOT, chromium, free_port, seconds_to_exit, stderr_text
 from .fake_upstream import FakeUpstream, Script
+from .helpers import opened_store, wait_for, wait_until
 
 #: A long, slow answer: 400 tokens at 40 per second (10 s), so a signal always lands mid-answer.
 SLOW = Script(tokens=400, rate=40)
@@ -164,7 +164,7 @@ def test_sigterm_mid_answer_exits_fast_stores_the_partial_text_and_ends_the_upst
             record = upstream.streams[0]
             assert record.ended.wait(5), "the upstream is still streaming"
             sent_by_upstream = record.tokens_sent
-            time.sleep(0.3)
+            time.sleep(0.3)  # not a wait for anything: "nothing more is sent" is only worth checking after a while
             assert record.tokens_sent == sent_by_upstream
     assert exit_seconds < 5, f"SIGTERM took {exit_seconds:.2f} s"
     assert not teardown_stuck, log[-3000:]  # every task ended when asked
@@ -234,13 +234,12 @@ async def set_script(server: EmbeddedModelServer, script: Script) -> None:
         response.raise_for_status()
 
 
-async def until(predicate: Callable[[], object], timeout: float = 10, what: str = "the condition") -> None:
-    """Wait (without blocking the loop) until ``predicate()`` is truthy."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.02)
+async def fake_streams(server: EmbeddedModelServer) -> list[dict]:
+    """The fake embedded server's records of the requests it took (through its control API)."""
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"http://127.0.0.1:{server.port}/_fake/streams")
+        response.raise_for_status()
+        return response.json()
 
 
 def never_streaming(store: Store) -> None:
@@ -268,8 +267,8 @@ async def test_embedded_server_killed_mid_answer_is_an_error_and_the_next_messag
     user, assistant = await engine.send(None, QUESTION)
     generation = engine.live(assistant.id)
     assert generation is not None
-    await until(lambda: generation.size >= len(tokens(8)), what="some deltas")
-    await until(lambda: store.get_message(assistant.id).content, what="a checkpoint")
+    await wait_for(lambda: generation.size >= len(tokens(8)), what="some deltas")
+    await wait_for(lambda: store.get_message(assistant.id).content, what="a checkpoint")
     before_kill = generation.text
 
     killed_at = time.monotonic()
@@ -313,8 +312,8 @@ async def test_embedded_server_killed_before_its_first_token_leaves_no_message_s
     _, assistant = await engine.send(None, "Hello?")
     generation = engine.live(assistant.id)
     assert generation is not None
-    await until(lambda: generation.phase == "thinking", what="the request to be sent")
-    await asyncio.sleep(0.3)  # the request is in the fake's hands
+    await wait_for(lambda: generation.phase == "thinking", what="the request to be sent")
+    await wait_for(lambda: fake_streams(server), what="the request to reach the fake (which holds it)")
     server.process.send_signal(signal.SIGKILL)
     failed = await asyncio.wait_for(generation.wait(), 5)
     assert failed.content == ""
@@ -338,7 +337,7 @@ async def test_embedded_server_killed_while_starting_is_an_error_and_the_next_me
         user, assistant = await engine.send(None, "Hello?")
         generation = engine.live(assistant.id)
         assert generation is not None
-        await until(lambda: server.process is not None, what="the server process")
+        await wait_for(lambda: server.process is not None, what="the server process")
         assert generation.phase == "loading"
         assert server.process is not None
         server.process.send_signal(signal.SIGKILL)
@@ -391,7 +390,7 @@ async def test_real_embedded_server_killed_mid_answer_is_an_error_and_the_next_m
         user, assistant = await engine.send(None, "Write a very long story about a dragon, with many chapters.")
         generation = engine.live(assistant.id)
         assert generation is not None
-        await until(lambda: generation.size > 40, timeout=120, what="some deltas from the real model")
+        await wait_for(lambda: generation.size > 40, timeout=120, what="some deltas from the real model")
         assert server.process is not None
         first_pid = server.process.pid
         before_kill = generation.text

@@ -29,8 +29,8 @@ from playwright.sync_api import Page, expect
 from chat.store import Role, Status
 
 from .browser import chromium, free_port, serve
-from .conftest import opened_store
 from .fake_upstream import FakeUpstream, Script
+from .helpers import opened_store
 
 pytestmark = pytest.mark.browser
 
@@ -111,7 +111,9 @@ def round_trip(app: App, text: str, pieces: list[str]) -> None:
     user, answer = path
     assert user.content == typed(text)
     assert answer.content == "".join(pieces)
-    # live: the page that sent it
+    # live: the page that sent it, once its stream has ended (the footer comes over NiceGUI's socket, the text over the
+    # answer's own: either may be first)
+    expect(page.locator(".parley-message-body[aria-busy=false]").last).to_be_attached()
     assert page.evaluate(USER_TEXT) == user.content
     assert page.evaluate(ANSWER_BUFFER) == answer.content
     footer.get_by_label("Copy").click()

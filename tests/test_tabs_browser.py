@@ -8,7 +8,6 @@ Every answer here is made of numbered words (``p000 p001 … p199.``), so a lost
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +17,8 @@ from playwright.sync_api import Page, expect
 from chat.store import Role, Status
 
 from .browser import chromium, free_port, serve
-from .conftest import opened_store
 from .fake_upstream import FakeUpstream, Script
+from .helpers import opened_store, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -82,13 +81,6 @@ def wait_finished(page: Page) -> None:
     """Until the last answer on ``page`` has ended and its footer is built."""
     page.wait_for_function(f"() => ({LAST_BODY})().getAttribute('aria-busy') === 'false'")
     expect(page.locator(".parley-message-footer").last).to_contain_text("fake-model")
-
-
-def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def stored(data_dir: Path, conversation_id: int = 1):

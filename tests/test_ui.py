@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from nicegui.testing import User
 
 from chat.store import Role, Status
 
-from .conftest import opened_store
 from .fake_upstream import FakeUpstream, Script
-
-
-async def wait_for(predicate, timeout: float = 5.0) -> None:
-    """Poll ``predicate`` until it is true (the answer streams in a background task)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
-def stored_path(data_dir: Path, conversation_id: int = 1):
-    with opened_store(data_dir) as store:
-        return store.path(conversation_id)
-
-
-async def send(user: User, text: str) -> None:
-    user.find(marker="composer").type(text)
-    user.find(marker="composer").trigger("keydown.enter.exact.prevent")
+from .helpers import handlers_done, not_found, opened_store, send, stored_path, wait_for
 
 
 async def start_conversation(user: User, data_dir: Path, text: str, status: Status = Status.complete) -> None:
@@ -210,15 +190,6 @@ async def test_error_state_is_shown_with_retry(user: User, app_env: Path, upstre
     await user.should_see("2/2", retries=30)
 
 
-async def not_found(user: User, path: str) -> str:
-    """The page at ``path``, which must answer 404 (``User.open`` takes only a 200); returns its HTML, where NiceGUI
-    puts the page's elements."""
-    response = await user.http_client.get(path, follow_redirects=True)
-    assert response.status_code == 404, (path, response.status_code)
-    assert response.headers.get("X-Nicegui-Content") == "page"  # Parley's page, not a bare error
-    return response.text
-
-
 async def test_unknown_conversation_says_so(user: User) -> None:
     assert "This conversation does not exist" in await not_found(user, "/c/999")
 
@@ -272,10 +243,10 @@ async def test_a_double_enter_on_the_start_page_starts_one_conversation(
     upstream.script = Script(pieces=["once"])
     await user.open("/")
     user.find(marker="composer").type("only once")
-    user.find(marker="composer").trigger("keydown.enter.exact.prevent")
-    user.find(marker="composer").trigger("keydown.enter.exact.prevent")  # while the first is being stored
+    async with handlers_done():  # whatever the two Enters do, they have done it once their handlers end
+        user.find(marker="composer").trigger("keydown.enter.exact.prevent")
+        user.find(marker="composer").trigger("keydown.enter.exact.prevent")  # while the first is being stored
     await wait_for(lambda: stored_path(app_env) and stored_path(app_env)[-1].status == Status.complete)
-    await asyncio.sleep(0.3)
     with opened_store(app_env) as store:
         assert len(store.list_conversations()) == 1
     assert len(upstream.requests) == 1

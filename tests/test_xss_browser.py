@@ -30,6 +30,28 @@ EVIL = (
     '<details open ontoggle="window.__xss=10">raw <b>html</b></details> the end'
 )
 
+#: Starts three canaries of the page's own: an image load that fails (CSP blocks it), a ``<details>`` opened, and a
+#: frame rendered then a task run (when autofocus and ``onfocus`` would happen); ``window.__canaries`` counts down to 0
+#: as each has fired. Any such event of an element in the answer, queued before them, has fired by then.
+CANARIES = """() => {
+    window.__canaries = 3;
+    const fired = () => { window.__canaries -= 1; };
+    const image = new Image();
+    image.onerror = image.onload = fired;
+    image.src = "http://canary.invalid/pixel.png";
+    const details = document.createElement("details");
+    details.ontoggle = () => { details.remove(); fired(); };
+    document.body.append(details);
+    details.open = true;
+    requestAnimationFrame(() => setTimeout(fired));
+}"""
+
+
+def after_pending_events(page) -> None:
+    """Return once the events the page's elements have queued (an image's ``error``, a ``toggle``) have fired."""
+    page.evaluate(CANARIES)
+    page.wait_for_function("() => window.__canaries === 0")
+
 
 def test_evil_markup_from_a_user_and_a_model_stays_inert(tmp_path: Path, upstream: FakeUpstream) -> None:
     upstream.script = Script(pieces=[EVIL[i : i + 9] for i in range(0, len(EVIL), 9)], rate=60)  # ~2.5 s
@@ -53,7 +75,7 @@ def test_evil_markup_from_a_user_and_a_model_stays_inert(tmp_path: Path, upstrea
             if finished:
                 expect(answer).to_contain_text("the end")
                 expect(answer).to_contain_text("<script>window.__xss=1;alert(1)</script>")  # shown, not run
-            page.wait_for_timeout(300)  # time for a failed image load to fire onerror, a toggle event to fire
+            after_pending_events(page)  # a failed image load has fired onerror, a toggle event has fired
             assert page.evaluate("typeof window.__xss") == "undefined"
             assert not dialogs, dialogs
             assert not leaks, leaks

@@ -1,18 +1,22 @@
 """The OpenAI-compatible API under ``/v1``: ``GET /v1/models`` and ``POST /v1/chat/completions``, streaming or not.
 
-A thin view over the engine and the store: the openai SDK and curl work unchanged with ``base_url`` set to
+A thin view over the engine: the openai SDK and curl work unchanged with ``base_url`` set to
 ``http://<parley>/v1``. A request is answered by Parley's provider (the embedded model or the configured upstream):
 
-* ``store`` true (the default): it becomes a conversation the UI shows, titled from its first user message, with a
-  leading system message as its system prompt and the earlier turns stored as history; the last (user) message is
-  sent through ``Engine.send`` and the answer is read from ``Engine.follow``, like any answer the pages show.
-* ``store`` false: the messages go straight to ``Provider.stream_chat_completion``; nothing is stored.
+* ``store`` true (the default): ``Engine.send`` makes it a conversation the UI shows, titled from its first user
+  message, with a leading system message as its system prompt and the earlier turns stored as history, and answers
+  its last (user) message; the answer is read from ``Engine.follow``, like any answer the pages show.
+* ``store`` false: ``Engine.answer_unstored`` answers it through the same generation, storing nothing.
 
-A client that disconnects cancels the answer (stored: ``Engine.cancel``, kept as ``cancelled``; not stored: the
-upstream stream is closed), as OpenAI does. Errors have OpenAI's shape, ``{"error": {"message", "type", "param",
-"code"}}``, with OpenAI's statuses: 400 (invalid request, including FastAPI's validation errors on these routes
-only), 404 (unknown model, unknown ``/v1`` path), 429, and 502 when the upstream fails. A failure after the answer
-has started streaming is an ``{"error": ...}`` event, which the openai SDK raises as ``APIError``.
+This module holds only OpenAI's shapes and their mapping: the request's messages split into a system prompt, turns
+and the last message; the engine's events as ``chat.completion`` chunks; Parley's refusals (``chat/refusals.py``) as
+OpenAI's errors. A client that disconnects cancels the answer (``Engine.cancel`` or ``Engine.cancel_unstored``; a
+stored one is kept as ``cancelled``), as OpenAI does.
+
+Errors have OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, with OpenAI's statuses: 400
+(invalid request, including FastAPI's validation errors on these routes only), 404 (unknown model, unknown ``/v1``
+path), 429, and 502 when the upstream fails. A failure after the answer has started streaming is an ``{"error": ...}``
+event, which the openai SDK raises as ``APIError``.
 
 **Accounts** (team mode, when Parley has users): the API key is a Parley API token (``parley_…``; the browser's
 login session works too). Every route needs one (the router's dependency): a missing, wrong or revoked token, or one
@@ -21,7 +25,7 @@ conversation of the token's user; ``store: false`` answers count in their daily 
 models the user may use, and another model is 404 ``model_not_found``, as OpenAI answers a model you have no access
 to. Over the user's limits (messages per minute, answers at once) the answer is 429 ``rate_limit_exceeded`` with
 ``Retry-After`` and ``x-should-retry: true``: the openai SDK waits and retries (``max_retries``, 2 by default), as
-for OpenAI's own rate limits; ``store: false`` requests count towards both limits too (``Engine.running``). Other
+for OpenAI's own rate limits; ``store: false`` requests count towards both limits too. Other
 errors from 429 on (the upstream's, after Parley's own ``--retries``) say ``x-should-retry: false``.
 """
 
@@ -35,7 +39,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -43,12 +47,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException
 
-from ..auth import Accounts
-from ..engine import LOCAL, Account, Delta, Engine, Finished, ModelNotAllowed, RateLimited, clean_text, make_title
+from ..engine import Event, Finished, ModelNotAllowed, RateLimited, TextDelta, clean_text
 from ..provider import ProviderError
 from ..provider.errors import CONTEXT_LENGTH_EXCEEDED
-from ..store import Message, Role, Status, Store
-from .auth import authenticator
+from ..refusals import Refusal
+from ..store import Message, Role, Status
+from .dependencies import CurrentAccount, EngineDep, NotAuthenticated, current_account
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -279,9 +283,22 @@ def model_not_allowed(refusal: ModelNotAllowed) -> OpenAIError:
     return OpenAIError(404, str(refusal), param="model", code="model_not_found")
 
 
+def refusal_error(refusal: Refusal) -> OpenAIError:
+    """Parley's own refusal (``chat/refusals.py``) as OpenAI answers the same thing: not logged in is 401
+    ``invalid_api_key``, a model you may not use 404 ``model_not_found``, over a limit 429 ``rate_limit_exceeded``,
+    anything else its own status (a 422 is OpenAI's 400 ``invalid_request_error``)."""
+    if isinstance(refusal, NotAuthenticated):
+        return not_authenticated()
+    if isinstance(refusal, RateLimited):
+        return rate_limited(refusal)
+    if isinstance(refusal, ModelNotAllowed):
+        return model_not_allowed(refusal)
+    return OpenAIError(400 if refusal.status == 422 else refusal.status, str(refusal), code=refusal.code)
+
+
 class OpenAIRoute(APIRoute):
-    """Answers the route's ``OpenAIError`` and FastAPI's validation errors in OpenAI's shape (400): scoped to the
-    ``/v1`` routes, so ``/api`` keeps FastAPI's 422."""
+    """Answers the route's refusals (``OpenAIError``, Parley's ``Refusal``) and FastAPI's validation errors in
+    OpenAI's shape (400): scoped to the ``/v1`` routes, so ``/api`` keeps FastAPI's 422."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -293,6 +310,8 @@ class OpenAIRoute(APIRoute):
                 return invalid_request(error).response()
             except OpenAIError as error:
                 return error.response()
+            except Refusal as refusal:
+                return refusal_error(refusal).response()
             except HTTPException as error:  # e.g. a body that is not UTF-8: "There was an error parsing the body"
                 return OpenAIError(error.status_code, str(error.detail)).response()
 
@@ -358,7 +377,7 @@ class End:
         return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
-#: An answer, as both sources yield it: text deltas, then one End.
+#: An answer as this module reads it: text, then one End.
 Answer = AsyncIterator[str | End]
 
 _UNFINISHED = {
@@ -368,73 +387,22 @@ _UNFINISHED = {
 
 
 def ending(message: Message) -> End:
-    """The End of a stored answer."""
+    """The End of an answer, from the message its ``Finished`` event carries (stored or not)."""
     if message.status == Status.complete:
         return End(message.finish_reason or "stop", message.prompt_tokens, message.completion_tokens)
     reason = message.error or _UNFINISHED.get(message.status, f"The answer ended {message.status}.")
     return End(error=reason, status=message.error_status, code=message.error_code)
 
 
-async def stored_answer(engine: Engine, message_id: int, account: Account = LOCAL) -> Answer:
-    """A stored answer as the engine generates it (``Engine.follow`` as ``account``)."""
-    async with contextlib.aclosing(engine.follow(message_id, 0, account)) as events:
+async def answer_of(events: AsyncIterator[Event]) -> Answer:
+    """The engine's events of an answer (``Engine.follow``, ``Generation.follow``) as its text and its End."""
+    async with contextlib.aclosing(events):  # type: ignore[type-var]
         async for event in events:
-            if isinstance(event, Delta):
+            if isinstance(event, TextDelta):
                 yield event.text
             elif isinstance(event, Finished):
                 yield ending(event.message)
                 return
-
-
-async def direct_answer(
-    engine: Engine,
-    messages: list[dict[str, str]],
-    model: str,
-    temperature: float,
-    account: Account = LOCAL,
-    max_tokens: int | None = None,
-) -> Answer:
-    """An answer straight from the provider, stored nowhere, of at most ``max_tokens`` tokens (``--max-tokens`` caps
-    it); the upstream stream is closed however this ends. It counts among ``account``'s running answers
-    (``Engine.running``) until it ends; a complete answer's tokens are added to ``account``'s usage
-    (``Engine.record_usage``) before its End."""
-    with engine.running(account):
-        answer = _provider_answer(engine, messages, model, temperature, account, max_tokens)
-        async with contextlib.aclosing(answer) as pieces:
-            async for piece in pieces:
-                yield piece
-
-
-async def _provider_answer(
-    engine: Engine,
-    messages: list[dict[str, str]],
-    model: str,
-    temperature: float,
-    account: Account,
-    max_tokens: int | None,
-) -> Answer:
-    try:
-        stream = await engine.provider.stream_chat_completion(
-            messages, model=model, temperature=temperature, max_tokens=max_tokens
-        )
-    except ProviderError as failure:
-        log.warning("answer (not stored) failed: %s", failure.reason, exc_info=failure)
-        yield End(error=failure.reason, status=failure.status, code=failure.code)
-        return
-    try:
-        async for chunk in stream:  # the stream keeps the finish_reason and the usage itself
-            if chunk.delta:
-                yield clean_text(chunk.delta)
-    except ProviderError as failure:
-        log.warning("answer (not stored) failed: %s", failure.reason, exc_info=failure)
-        yield End(error=failure.reason, status=failure.status, code=failure.code)
-        return
-    finally:
-        with anyio.CancelScope(shield=True):  # also when the client went away (the response's task is cancelled)
-            await stream.aclose()
-    prompt_tokens = stream.usage.prompt_tokens if stream.usage is not None else None
-    await asyncio.to_thread(engine.record_usage, account, prompt_tokens, stream.completion_tokens)
-    yield End(stream.finish_reason or "stop", prompt_tokens, stream.completion_tokens)
 
 
 class ClientGone(Exception):
@@ -580,141 +548,113 @@ SSE_EXAMPLE = (
 )
 
 
-def register_openai(app: FastAPI, engine: Engine, store: Store, accounts: Accounts | None = None) -> None:
-    """Add ``GET /v1/models`` and ``POST /v1/chat/completions`` (and OpenAI's 404 for any other ``/v1`` path).
+router = APIRouter(
+    prefix="/v1",
+    route_class=OpenAIRoute,
+    tags=["OpenAI-compatible"],
+    dependencies=[Depends(current_account)],
+    responses={401: ERRORS[401]},
+)
+"""``GET /v1/models`` and ``POST /v1/chat/completions`` (and OpenAI's 404 for any other ``/v1`` path). Every route,
+the unknown-path one included, depends on ``current_account``: in team mode a request without a valid API token or
+login session is OpenAI's 401 ``invalid_api_key``."""
 
-    Every route, the unknown-path one included, depends on ``authenticator(accounts, not_authenticated)`` through
-    the router: in team mode a request without a valid API token or login session is OpenAI's 401
-    ``invalid_api_key``.
 
-    Args:
-        app: the FastAPI app (NiceGUI's).
-        engine: answers (stored ones through ``Engine.send``, others straight from its provider).
-        store: where stored requests become conversations.
-        accounts: who a request is; None: no accounts at all (every request is ``LOCAL``).
-    """
-    current_account = authenticator(accounts, not_authenticated)
-    CurrentAccount = Annotated[Account, Depends(current_account)]
-    router = APIRouter(
-        prefix="/v1",
-        route_class=OpenAIRoute,
-        tags=["OpenAI-compatible"],
-        dependencies=[Depends(current_account)],
-        responses={401: ERRORS[401]},
-    )
+@router.get("/models", response_model=ModelList, responses={502: ERRORS[502]})
+async def list_models(account: CurrentAccount, engine: EngineDep) -> ModelList:
+    """The models the upstream serves that you may use, in OpenAI's list shape (``client.models.list()``)."""
+    try:
+        ids = await engine.provider.models()
+    except ProviderError as failure:
+        raise upstream_failure(failure.reason, failure.status, streamed=True) from failure
+    return ModelList(data=[Model(id=model_id) for model_id in ids if account.may_use(model_id)])
 
-    @router.get("/models", response_model=ModelList, responses={502: ERRORS[502]})
-    async def list_models(account: CurrentAccount) -> ModelList:
-        """The models the upstream serves that you may use, in OpenAI's list shape (``client.models.list()``)."""
-        try:
-            ids = await engine.provider.models()
-        except ProviderError as failure:
-            raise upstream_failure(failure.reason, failure.status, streamed=True) from failure
-        return ModelList(data=[Model(id=model_id) for model_id in ids if account.may_use(model_id)])
 
-    @router.post(
-        "/chat/completions",
-        response_model=ChatCompletion,
-        responses={
-            200: {
-                "description": "A `chat.completion`; with `stream: true`, server-sent events of "
-                "`chat.completion.chunk` ending with `data: [DONE]`.",
-                "content": {"text/event-stream": {"schema": {"type": "string"}, "example": SSE_EXAMPLE}},
-            },
-            **ERRORS,
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={
+        200: {
+            "description": "A `chat.completion`; with `stream: true`, server-sent events of `chat.completion.chunk` "
+            "ending with `data: [DONE]`.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}, "example": SSE_EXAMPLE}},
         },
-    )
-    async def chat_completions(body: ChatCompletionRequest, request: Request, account: CurrentAccount) -> Any:
-        """Answer ``messages`` with OpenAI's chat completion shapes, streaming (``stream: true``) or not.
+        **ERRORS,
+    },
+)
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, account: CurrentAccount, engine: EngineDep
+) -> Any:
+    """Answer ``messages`` with OpenAI's chat completion shapes, streaming (``stream: true``) or not.
 
-        Stored as a conversation of Parley's UI unless ``store`` is false; its ids are in the response headers
-        ``x-parley-conversation-id`` and ``x-parley-message-id``. A client that disconnects cancels the answer
-        (stored as ``cancelled``). A failure after text has streamed is a last event
-        ``data: {"error": {"message", "type": "server_error", ...}}`` (the openai SDK raises it as ``APIError``);
-        without streaming it is a 502 with the reason.
+    Stored as a conversation of Parley's UI unless ``store`` is false; its ids are in the response headers
+    ``x-parley-conversation-id`` and ``x-parley-message-id``. A client that disconnects cancels the answer (stored as
+    ``cancelled``). A failure after text has streamed is a last event ``data: {"error": {"message", "type":
+    "server_error", ...}}`` (the openai SDK raises it as ``APIError``); without streaming it is a 502 with the reason.
 
-        With accounts, the conversation is yours; a model you may not use is 404 ``model_not_found``, and too many
-        messages in the last minute or answers running at once is 429 ``rate_limit_exceeded`` with ``Retry-After``
-        (nothing is stored then). Requests with ``store`` false count towards both limits too.
-        """
-        system, turns, last = split_messages(body.messages, engine.max_message_length)
-        model = body.model.strip()
-        headers: dict[str, str] = {}
-        on_gone: Callable[[], Awaitable[Any]] | None = None
-        temperature = engine.default_temperature if body.temperature is None else body.temperature
-        max_tokens = body.max_completion_tokens or body.max_tokens
-        try:
-            engine.check_model(account, engine.model_for(model))
-        except ModelNotAllowed as refusal:
-            raise model_not_allowed(refusal) from None
-        if body.store:
-            first_user = next(text for role, text in [*turns, (Role.user, last)] if role == Role.user)
-            conversation = await asyncio.to_thread(
-                store.create_conversation,
-                title=make_title(first_user), system_prompt=system, model=model or None, temperature=temperature,
-                user_id=account.user_id,
-            )  # fmt: skip
-            conversation_id = conversation.id
-            assert conversation_id is not None
-            engine.notify(conversation_id, "created")
-            if turns:
-                await asyncio.to_thread(store.add_history, conversation_id, turns)
-            try:
-                _, assistant = await engine.send(conversation_id, last, account=account, max_tokens=max_tokens)
-            except (RateLimited, ModelNotAllowed) as refusal:  # refused: keep nothing of the request
-                await engine.delete_conversation(conversation_id, account)
-                if isinstance(refusal, RateLimited):
-                    raise rate_limited(refusal) from None
-                raise model_not_allowed(refusal) from None
-            assert assistant.id is not None
-            answer_id = assistant.id
-            answer = stored_answer(engine, answer_id, account)
-            model = assistant.model or engine.model_for(model)
-            headers = {"x-parley-conversation-id": str(conversation_id), "x-parley-message-id": str(answer_id)}
+    With accounts, the conversation is yours; a model you may not use is 404 ``model_not_found``, and too many
+    messages in the last minute or answers running at once is 429 ``rate_limit_exceeded`` with ``Retry-After``
+    (nothing is stored then). Requests with ``store`` false count towards both limits too.
+    """
+    system, turns, last = split_messages(body.messages, engine.max_message_length)
+    model = body.model.strip() or None
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    headers: dict[str, str] = {}
+    if body.store:
+        _, assistant = await engine.send(
+            None, last, model=model, temperature=body.temperature, account=account, max_tokens=max_tokens,
+            system_prompt=system, history=turns,
+        )  # fmt: skip
+        answer_id = assistant.id
+        assert answer_id is not None
+        answer = answer_of(engine.follow(answer_id, 0, account))
+        reply_model = assistant.model or engine.model_for(model)
+        headers = {"x-parley-conversation-id": str(assistant.conversation_id), "x-parley-message-id": str(answer_id)}
 
-            async def on_gone() -> None:
-                await engine.cancel(answer_id, account)
-        else:
-            try:
-                engine.limits.admit(account, engine.running_answers(account))
-            except RateLimited as refusal:
-                raise rate_limited(refusal) from None
-            model = engine.model_for(model)
-            messages = [{"role": "system", "content": system}] if system.strip() else []
-            messages += [{"role": role.value, "content": text} for role, text in turns] + [
-                {"role": "user", "content": clean_text(last)}
-            ]
-            answer = direct_answer(engine, messages, model, temperature, account, max_tokens)
-        reply = Reply(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model)
-        try:
-            if not body.stream:
-                text, end = await unless_disconnected(request, whole(answer), on_gone)
-                if end.error is not None:
-                    raise upstream_failure(end.error, end.status, end.code, streamed=bool(text))
-                choice = Choice(message=AssistantMessage(content=text), finish_reason=end.finish_reason)
-                completion = ChatCompletion(
-                    id=reply.id, created=reply.created, model=model, choices=[choice], usage=end.usage
-                )
-                return JSONResponse(completion.model_dump(), headers=headers)
-            # the status waits for the first text: a failure before it (e.g. an unknown model) is an HTTP error
-            first = await unless_disconnected(request, first_piece(answer), on_gone)
-        except ClientGone:
-            return Response(status_code=499)  # nobody reads it
-        if isinstance(first, End) and first.error is not None:
-            await answer.aclose()
-            raise upstream_failure(first.error, first.status, first.code)
-        include_usage = body.stream_options is not None and body.stream_options.include_usage
-        return EventSourceResponse(
-            events(reply, first, answer, include_usage),
-            headers=headers,
-            client_close_handler_callable=(lambda _message: on_gone()) if on_gone is not None else None,
+        async def on_gone() -> None:
+            await engine.cancel(answer_id, account)
+    else:
+        messages = [{"role": "system", "content": system}] if system.strip() else []
+        messages += [{"role": role.value, "content": text} for role, text in turns]
+        messages.append({"role": "user", "content": last})
+        generation = await engine.answer_unstored(
+            messages, model=model, temperature=body.temperature, account=account, max_tokens=max_tokens
         )
+        answer = answer_of(generation.follow(0))
+        reply_model = generation.model or engine.model_for(model)
 
-    # every method: also a known path with another method (GET /v1/chat/completions, HEAD, OPTIONS) is OpenAI's 404
-    # "Invalid URL", not Starlette's 405 {"detail"}
-    @router.api_route("/{path:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-                      include_in_schema=False)  # fmt: skip
-    async def unknown(path: str, request: Request) -> Response:
-        raise OpenAIError(404, f"Invalid URL ({request.method} /v1/{path})")
+        async def on_gone() -> None:
+            await engine.cancel_unstored(generation)
 
-    app.include_router(router)
+    reply = Reply(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), reply_model)
+    try:
+        if not body.stream:
+            text, end = await unless_disconnected(request, whole(answer), on_gone)
+            if end.error is not None:
+                raise upstream_failure(end.error, end.status, end.code, streamed=bool(text))
+            choice = Choice(message=AssistantMessage(content=text), finish_reason=end.finish_reason)
+            completion = ChatCompletion(
+                id=reply.id, created=reply.created, model=reply_model, choices=[choice], usage=end.usage
+            )
+            return JSONResponse(completion.model_dump(), headers=headers)
+        # the status waits for the first text: a failure before it (e.g. an unknown model) is an HTTP error
+        first = await unless_disconnected(request, first_piece(answer), on_gone)
+    except ClientGone:
+        return Response(status_code=499)  # nobody reads it
+    if isinstance(first, End) and first.error is not None:
+        await answer.aclose()
+        raise upstream_failure(first.error, first.status, first.code)
+    include_usage = body.stream_options is not None and body.stream_options.include_usage
+    return EventSourceResponse(
+        events(reply, first, answer, include_usage),
+        headers=headers,
+        client_close_handler_callable=lambda _message: on_gone(),
+    )
+
+
+# every method: also a known path with another method (GET /v1/chat/completions, HEAD, OPTIONS) is OpenAI's 404
+# "Invalid URL", not Starlette's 405 {"detail"}
+@router.api_route("/{path:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+                  include_in_schema=False)  # fmt: skip
+async def unknown(path: str, request: Request) -> Response:
+    raise OpenAIError(404, f"Invalid URL ({request.method} /v1/{path})")

@@ -1,31 +1,39 @@
-"""Parley's HTTP/WebSocket routes on NiceGUI's FastAPI app."""
+"""Parley's HTTP/WebSocket routes on NiceGUI's FastAPI app: the routers of ``rest.py``, ``openai_compat.py`` and
+``stream.py``, and ``GET /api/metrics``."""
 
 from __future__ import annotations
 
-from fastapi import Depends, FastAPI, WebSocket
+from fastapi import APIRouter, Depends, FastAPI
 
 from ..auth import Accounts
-from ..auth.http import connection_account
 from ..engine import Engine
 from ..store import Store
-from .auth import authenticator
-from .openai_compat import register_openai
-from .rest import UNAUTHORIZED, register_rest
-from .stream import CLOSE_NOT_AUTHENTICATED, STREAM_PATH, serve_stream
+from . import openai_compat, rest, stream
+from .dependencies import ApiServices, EngineDep, StoreDep, current_account, install
+from .errors import ApiRoute
+
+metrics_router = APIRouter(
+    route_class=ApiRoute, dependencies=[Depends(current_account)], responses={401: rest.UNAUTHORIZED}
+)
+
+
+@metrics_router.get("/api/metrics", tags=["monitoring"])
+def metrics(engine: EngineDep, store: StoreDep) -> dict[str, int]:
+    """Counters for monitoring and benchmarks (no conversation content): ``db_writes`` (write transactions committed
+    since start), ``checkpoints`` (partial-text saves), ``live_answers`` (answers being generated now)."""
+    return {"db_writes": store.writes, "checkpoints": engine.checkpoints, "live_answers": len(engine.generations)}
 
 
 def register_api(app: FastAPI, engine: Engine, store: Store, accounts: Accounts) -> None:
-    """Add the API routes to ``app``.
+    """Serve the API on ``app``, answered by these services.
 
     With users in the database (``accounts.enabled``, team mode) every route needs an API token or a login session
-    (see ``auth.py``); without, nothing is asked and every request is ``LOCAL``.
+    (``dependencies.current_account``); without, nothing is asked and every request is ``LOCAL``.
 
-    * ``WS /api/messages/{message_id}/stream?offset=N`` — an answer's text as it is written (see ``stream.py``);
-      closed with 4401 when not logged in, 4404 for an unknown message or another user's.
+    * ``WS /api/messages/{message_id}/stream?after=N`` — an answer as it is written (``stream.py``); closed with 4401
+      when not logged in, 4404 for an unknown message or another user's.
     * ``GET /api/metrics`` — counters for monitoring and benchmarks (JSON, no conversation content; 401 when not
-      logged in):
-      ``db_writes`` (write transactions committed since start), ``checkpoints`` (partial-text saves),
-      ``live_answers`` (answers being generated now).
+      logged in).
     * ``/api/conversations…``, ``/api/messages…`` — conversations over REST and answers as SSE (``rest.py``).
     * ``/v1/models``, ``/v1/chat/completions`` — the OpenAI-compatible API (``openai_compat.py``).
 
@@ -35,25 +43,6 @@ def register_api(app: FastAPI, engine: Engine, store: Store, accounts: Accounts)
         store: read by the JSON views.
         accounts: who each request is.
     """
-    register_rest(app, engine, store, accounts)
-    register_openai(app, engine, store, accounts)
-    current_account = authenticator(accounts)
-
-    @app.websocket(STREAM_PATH)
-    async def stream(websocket: WebSocket, message_id: int, offset: int = 0) -> None:
-        account = await connection_account(accounts, websocket)
-        if account is None:
-            await websocket.accept()
-            await websocket.close(CLOSE_NOT_AUTHENTICATED, reason="not logged in")
-            return
-        await serve_stream(websocket, engine.follow(message_id, max(0, offset), account))
-
-    @app.get(
-        "/api/metrics",
-        dependencies=[Depends(current_account)],
-        responses={401: UNAUTHORIZED},
-        tags=["monitoring"],
-    )
-    def metrics() -> dict[str, int]:
-        """Counters for monitoring and benchmarks (no conversation content)."""
-        return {"db_writes": store.writes, "checkpoints": engine.checkpoints, "live_answers": len(engine.generations)}
+    install(app, ApiServices(engine, store, accounts))
+    for router in (rest.router, openai_compat.router, stream.router, metrics_router):
+        app.include_router(router)

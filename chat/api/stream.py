@@ -1,6 +1,6 @@
 """The per-answer stream: one WebSocket per followed answer whose text frames carry only the answer's text.
 
-Protocol (``GET /api/messages/{id}/stream?offset=N``, upgraded to a WebSocket):
+Protocol (``GET /api/messages/{id}/stream?after=N``, upgraded to a WebSocket):
 
 * **text frame** — the next piece of the answer, nothing else: the UTF-8 bytes on the wire are the answer's own
   bytes, so streaming an answer of *n* bytes costs about *n* bytes (plus 2–4 bytes of WebSocket header per frame,
@@ -8,9 +8,11 @@ Protocol (``GET /api/messages/{id}/stream?offset=N``, upgraded to a WebSocket):
 * **binary frame** — a JSON control message, rare: ``{"phase": "loading" | "queued" | "thinking"}`` before the
   first text, and last ``{"end": {"status": ..., "length": L}}`` once the answer is stored (``L``: its length in
   characters). The server then closes the socket with code 1000.
-* ``offset`` — how many characters (Unicode code points) the client already has: the stream starts right after
-  them, so a client that lost its socket reconnects with what it counted and gets every character exactly once.
-  A stored (finished) answer is served the same way: its text after ``offset``, then ``end``.
+* ``after`` — the answer's sequence number the client has (``chat/engine/events.py``; for text, how many characters,
+  Unicode code points, it has; ``offset`` is its older name): the stream starts right after it, so a client that lost
+  its socket reconnects with what it counted and gets every character exactly once. A stored (finished) answer is
+  served the same way: its text after ``after``, then ``end``. Events that are neither text nor a phase or the end
+  (``usage``) are not sent: the page reads them from the stored message.
 * An unknown message, or another user's, closes with code 4404. With accounts (team mode) the socket needs the
   browser's login session cookie (or an ``Authorization: Bearer`` API token); without one it is accepted and closed
   at once with code 4401 (before accepting, a browser would only see the handshake fail with an HTTP 403).
@@ -26,9 +28,13 @@ import json
 import logging
 from collections.abc import AsyncIterator
 
+from fastapi import APIRouter
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..engine import Delta, Event, Finished, PhaseChanged
+from ..auth.http import connection_account
+from ..engine import LOCAL, Event, Finished, PhaseChanged, TextDelta
+from ..store import NotFound
+from .dependencies import api_services
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +47,7 @@ CLOSE_NOT_AUTHENTICATED = 4401
 
 
 def stream_path(message_id: int) -> str:
-    """The URL path of the stream of the answer ``message_id`` (without the ``offset`` query)."""
+    """The URL path of the stream of the answer ``message_id`` (without the ``after`` query)."""
     return STREAM_PATH.format(message_id=message_id)
 
 
@@ -59,8 +65,8 @@ async def serve_stream(websocket: WebSocket, events: AsyncIterator[Event]) -> No
 
     Args:
         websocket: a WebSocket not yet accepted.
-        events: the answer's events from the client's offset on (``Engine.follow``); closed when this returns.
-            A ``LookupError`` it raises (``NotFound``) closes the socket with code 4404.
+        events: the answer's events after the client's sequence number (``Engine.follow``); closed when this returns.
+            A ``NotFound`` it raises closes the socket with code 4404.
     """
     await websocket.accept()
     sender = asyncio.create_task(_send(websocket, events))
@@ -77,14 +83,14 @@ async def serve_stream(websocket: WebSocket, events: AsyncIterator[Event]) -> No
 async def _send(websocket: WebSocket, events: AsyncIterator[Event]) -> None:
     try:
         async for event in events:
-            if isinstance(event, Delta):
+            if isinstance(event, TextDelta):
                 await websocket.send_text(event.text)
-            else:
+            elif isinstance(event, PhaseChanged | Finished):
                 await websocket.send_bytes(control_frame(event))
                 if isinstance(event, Finished):
                     break
         await websocket.close(1000)
-    except LookupError:  # NotFound: no such message
+    except NotFound:  # no such message
         await websocket.close(CLOSE_NOT_FOUND, reason="no such message")
     except (WebSocketDisconnect, RuntimeError, OSError):  # the tab went away while we were sending
         log.debug("stream client left")
@@ -97,3 +103,20 @@ async def _wait_for_disconnect(websocket: WebSocket) -> None:
             pass
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass
+
+
+router = APIRouter()
+
+
+@router.websocket(STREAM_PATH)
+async def answer_stream(websocket: WebSocket, message_id: int, after: int | None = None, offset: int = 0) -> None:
+    """An answer's own WebSocket (see the module docstring): closed with 4401 when not logged in (team mode), 4404
+    for an unknown message or another user's."""
+    services = api_services(websocket)
+    account = LOCAL if services.accounts is None else await connection_account(services.accounts, websocket)
+    if account is None:
+        await websocket.accept()
+        await websocket.close(CLOSE_NOT_AUTHENTICATED, reason="not logged in")
+        return
+    position = max(0, after if after is not None else offset)
+    await serve_stream(websocket, services.engine.follow(message_id, position, account))

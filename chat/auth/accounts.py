@@ -34,6 +34,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from ..engine import LOCAL, Account, RateLimited
+from ..refusals import Refusal
 from ..store import ApiToken, NotFound, Store, User
 from .passwords import hash_password, needs_rehash, verify_password
 
@@ -47,12 +48,18 @@ MIN_PASSWORD_LENGTH = 8
 NAME_PATTERN = re.compile(r"[\w.@-]{1,64}")
 
 
-class LoginFailed(ValueError):
+class LoginFailed(Refusal, ValueError):
     """Raised when a name and password do not match an enabled user (one message for every cause)."""
 
+    status = 401
+    code = "login_failed"
 
-class WeakPassword(ValueError):
+
+class WeakPassword(Refusal, ValueError):
     """Raised when a new password is too short, or a user name is not valid."""
+
+    status = 422
+    code = "weak_password"
 
 
 def token_hash(token: str) -> str:

@@ -68,11 +68,8 @@ def register_login(app: FastAPI, accounts: Accounts) -> None:
     async def login(body: Login, request: Request) -> Any:
         try:
             token = await accounts.login(body.name, body.password, client_address(request))
-        except RateLimited as refusal:
-            headers = {"Retry-After": str(refusal.retry_after)}
-            return JSONResponse({"detail": str(refusal)}, status_code=429, headers=headers)
-        except LoginFailed as failure:
-            return JSONResponse({"detail": str(failure)}, status_code=401)
+        except (RateLimited, LoginFailed) as refusal:  # 429 with Retry-After, or 401
+            return JSONResponse({"detail": str(refusal)}, status_code=refusal.status, headers=refusal.headers)
         request.session[SESSION_KEY] = token
         return {"ok": True}
 

@@ -1,9 +1,14 @@
-"""The engine: sends messages, runs one generation per assistant message, stops them.
+"""The engine: the one path of every answer, whoever asks for it (a page, ``/api`` or ``/v1``).
 
-Each generation is an asyncio task owned by the engine, so it outlives any browser tab. Its
-partial text is checkpointed to the database at most once per ``checkpoint_interval`` seconds
-and at the end; every delta is fanned out to the generation's subscribers. Cancel closes the
-upstream stream (ending token generation upstream) and stores the partial text as ``cancelled``.
+``send`` stores a user message (in a new conversation, with the history a request brings, or in an existing one) and
+starts its answer; ``regenerate`` starts another variant; ``answer_unstored`` answers messages that are stored nowhere.
+Each answer is a ``Generation`` driven by one asyncio task owned by the engine, so it outlives any browser tab; it is
+a numbered log of events (``events.py``) that every stream follows (``follow``). A stored answer's partial text is
+saved by the ``Checkpointer`` at most once per interval, and its outcome at the end. Cancel closes the upstream stream
+(ending token generation upstream) and keeps the partial text, marked ``cancelled``.
+
+Every database call runs in a thread: the event loop serves every stream of the process and never waits for the
+database. Views subscribe to the conversations they show (``watch_conversation``, ``watch_conversations``).
 """
 
 from __future__ import annotations
@@ -11,73 +16,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
 
 from ..provider import ChatStream, Provider, ProviderError
+from ..refusals import InvalidRequest, Refusal
 from ..store import Conversation, Message, NotFound, Role, Status, Store
-from .generation import Event, Generation, Phase, replay
+from .changes import Change, Kind, Watcher, Watchers
+from .checkpoints import Checkpointer
+from .events import Event, Phase, replay
+from .generation import Generation
 from .policy import LOCAL, Account, Limits, ModelNotAllowed
+from .text import DEFAULT_TITLE, clean_text, clean_title, make_title
 
 log = logging.getLogger(__name__)
 
-#: Longest conversation title made from a first message, in characters.
-TITLE_LENGTH = 48
-DEFAULT_TITLE = "New chat"
+#: Why an answer was cut short by Parley's own shut-down (stored as its ``error``).
+INTERRUPTED = "Parley was stopped while this answer was streaming."
 
 
-class ConversationBusy(RuntimeError):
+class ConversationBusy(Refusal, RuntimeError):
     """Raised when a conversation is already answering and another answer is asked for."""
 
+    status = 409
+    code = "conversation_busy"
 
-class EmptyMessage(ValueError):
+
+class EmptyMessage(Refusal, ValueError):
     """Raised when a message to send is empty or only whitespace."""
 
+    status = 422
+    code = "empty_message"
 
-class MessageTooLong(ValueError):
+
+class MessageTooLong(Refusal, ValueError):
     """Raised when a message to send is longer than the configured limit (``max_message_length`` characters)."""
 
-
-#: What no database and no page can hold as text: NUL (PostgreSQL refuses it in text) and lone UTF-16 surrogates
-#: (not encodable as UTF-8; a browser's JSON may carry them). Each becomes U+FFFD, as a UTF-8 decoder would do.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+    status = 422
+    code = "message_too_long"
 
 
-def clean_text(text: str) -> str:
-    """``text`` with every NUL and lone surrogate replaced by U+FFFD REPLACEMENT CHARACTER; all else is kept exactly
-    (other control characters, ``\r``, emoji, combining marks, right-to-left text). Returns ``text`` itself when
-    there is nothing to replace (a regex search, ~0.2 µs for a short delta)."""
-    return _UNSTORABLE.sub("\ufffd", text) if _UNSTORABLE.search(text) else text
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """Something changed in a conversation (for views to refresh): ``kind`` is one of
-    ``created``, ``updated``, ``deleted``, ``message``, ``finished``."""
-
-    conversation_id: int
-    kind: str
-
-
-def clean_title(title: object) -> str:
-    """A title as stored: whitespace collapsed, at most 200 characters, blank: ``DEFAULT_TITLE``."""
-    return clean_text(" ".join(str(title).split()))[:200] or DEFAULT_TITLE
-
-
-def make_title(content: str) -> str:
-    """A conversation title from its first message: the first line, cut at a word near ``TITLE_LENGTH``."""
-    words = " ".join(content.split())
-    if len(words) <= TITLE_LENGTH:
-        return words or DEFAULT_TITLE
-    cut = words[:TITLE_LENGTH].rsplit(" ", 1)[0] or words[:TITLE_LENGTH]
-    return cut.rstrip(",.;:") + "…"
+#: A chat completion request's messages: ``[{"role": "system"|"user"|"assistant", "content": str}, ...]``.
+Messages = list[dict[str, str]]
 
 
 class Engine:
-    """Runs the generations of assistant messages.
+    """Runs every answer.
 
     Args:
         store: where conversations and messages are kept.
@@ -109,21 +94,29 @@ class Engine:
         self.provider = provider
         self.default_model = default_model
         self.default_temperature = default_temperature
-        self.checkpoint_interval = checkpoint_interval
         self.generations: dict[int, Generation] = {}
+        """The stored answers generating now, by message id."""
+        self.unstored: set[Generation] = set()
+        """The answers stored nowhere that are generating now."""
+        self.watchers = Watchers()
         self._claimed: set[int] = set()  # conversations whose new answer is being stored (see ``_claim``)
-        self._unstored: Counter[int | None] = Counter()  # answers streaming outside the engine, per user (``running``)
-        self._watchers: list[Callable[[Change], None]] = []
-        self.checkpoints = 0  # transactions saving partial text since start (for benchmarks)
-        self._checkpointer: asyncio.Task[None] | None = None
+        self._checkpointer = Checkpointer(store, self.generations, checkpoint_interval)
 
-    # -- lifecycle -------------------------------------------------------------------------------
+    @property
+    def checkpoint_interval(self) -> float:
+        """Seconds between two saves of a streaming answer's partial text."""
+        return self._checkpointer.interval
+
+    @property
+    def checkpoints(self) -> int:
+        """Transactions that saved partial text since start (for benchmarks)."""
+        return self._checkpointer.transactions
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
 
     def recover(self) -> int:
-        """Mark answers left ``streaming`` by an earlier run as ``interrupted``; return how many.
-
-        Call once before serving: no answer can be streaming before this process started it.
-        """
+        """Mark answers left ``streaming`` by an earlier run as ``interrupted``; return how many. Blocking: call it
+        once, before serving (no answer can be streaming before this process started it)."""
         count = self.store.interrupt_streaming()
         if count:
             log.warning("marked %d answer(s) from an earlier run as interrupted", count)
@@ -131,70 +124,90 @@ class Engine:
 
     async def shutdown(self) -> None:
         """Stop every running answer, storing each as ``interrupted`` with its partial text."""
-        generations = list(self.generations.values())
+        generations = [*self.generations.values(), *self.unstored]
         for generation in generations:
             if generation.task is not None:
                 generation.task.cancel()
         for generation in generations:
             with contextlib.suppress(BaseException):
                 await generation.wait()
-        if self._checkpointer is not None:
-            self._checkpointer.cancel()
-            with contextlib.suppress(BaseException):
-                await self._checkpointer
+        await self._checkpointer.stop()
 
-    # -- watching --------------------------------------------------------------------------------
+    # -- watching --------------------------------------------------------------------------------------------------
 
-    def watch(self, watcher: Callable[[Change], None]) -> Callable[[], None]:
-        """Call ``watcher`` on every Change; returns the function that stops it."""
-        self._watchers.append(watcher)
-        return lambda: self._watchers.remove(watcher) if watcher in self._watchers else None
+    def watch_conversation(self, conversation_id: int, watcher: Watcher) -> Callable[[], None]:
+        """Call ``watcher`` on every ``Change`` of one conversation; returns the function that stops it."""
+        return self.watchers.conversation(conversation_id, watcher)
 
-    def notify(self, conversation_id: int, kind: str) -> None:
-        """Tell the watchers that a conversation changed."""
-        for watcher in list(self._watchers):
-            try:
-                watcher(Change(conversation_id, kind))
-            except Exception:
-                log.exception("conversation watcher failed")
+    def watch_conversations(self, account: Account, watcher: Watcher) -> Callable[[], None]:
+        """Call ``watcher`` on every ``Change`` of ``account``'s conversations (personal mode: of all of them);
+        returns the function that stops it."""
+        return self.watchers.owner(account.owner, watcher)
 
-    # -- conversations ---------------------------------------------------------------------------
+    def notify(self, conversation_id: int, kind: Kind, user_id: int | None, title: str | None = None) -> None:
+        """Tell the watchers of this conversation and of its owner that it changed."""
+        self.watchers.notify(Change(conversation_id, kind, user_id, title))
 
-    def create_conversation(self, account: Account = LOCAL, **fields: object) -> int:
+    # -- conversations ---------------------------------------------------------------------------------------------
+
+    async def create_conversation(self, account: Account = LOCAL, **fields: Any) -> int:
         """Create a conversation of ``account`` with the default temperature; return its id. The title is cleaned as
-        in ``update_conversation`` (whitespace collapsed, at most 200 characters, blank: "New chat"). Raises
-        ModelNotAllowed for a ``model`` the account may not use."""
+        in ``update_conversation`` (whitespace collapsed, at most 200 characters, blank: "New chat").
+
+        Raises:
+            ModelNotAllowed: ``model`` is one the account may not use.
+        """
         fields.setdefault("temperature", self.default_temperature)
         fields["user_id"] = account.user_id
         if fields.get("model"):
-            self.check_model(account, self.model_for(fields["model"]))  # type: ignore[arg-type]
-        if "title" in fields:
-            fields["title"] = clean_title(fields["title"])
-        conversation = self.store.create_conversation(**fields)
+            self.check_model(account, self.model_for(fields["model"]))
+        fields["title"] = clean_title(fields.get("title", DEFAULT_TITLE))
+        conversation = await asyncio.to_thread(self.store.create_conversation, **fields)
         assert conversation.id is not None
-        self.notify(conversation.id, "created")
+        self.notify(conversation.id, "created", account.user_id, conversation.title)
         return conversation.id
 
-    def update_conversation(self, conversation_id: int, account: Account = LOCAL, **fields: object) -> None:
-        """Change a conversation's title, system prompt, model or temperature. Raises NotFound, ValueError,
-        ModelNotAllowed."""
+    async def update_conversation(self, conversation_id: int, account: Account = LOCAL, **fields: Any) -> Conversation:
+        """Change a conversation's title, system prompt, model or temperature; return it as stored.
+
+        Raises:
+            NotFound: no such conversation (or not ``account``'s).
+            InvalidRequest: a temperature out of 0..2.
+            ModelNotAllowed: a model the account may not use.
+        """
         if "title" in fields:
             fields["title"] = clean_title(fields["title"])
-        if "temperature" in fields and not 0 <= float(fields["temperature"]) <= 2:  # type: ignore[arg-type]
-            raise ValueError("temperature must be between 0 and 2")
+        if "temperature" in fields and not 0 <= float(fields["temperature"]) <= 2:
+            raise InvalidRequest("temperature must be between 0 and 2", field="temperature")
         if "model" in fields:
             fields["model"] = (str(fields["model"] or "").strip()) or None
-            self.check_model(account, self.model_for(fields["model"]))  # type: ignore[arg-type]
-        self.store.get_conversation(conversation_id, owner=account.owner)
-        self.store.update_conversation(conversation_id, **fields)
-        self.notify(conversation_id, "updated")
+            self.check_model(account, self.model_for(fields["model"]))
+
+        def update() -> Conversation:
+            self.store.get_conversation(conversation_id, owner=account.owner)
+            self.store.update_conversation(conversation_id, **fields)
+            return self.store.get_conversation(conversation_id)
+
+        conversation = await asyncio.to_thread(update)
+        self.notify(conversation_id, "updated", conversation.user_id, conversation.title)
+        return conversation
 
     async def delete_conversation(self, conversation_id: int, account: Account = LOCAL) -> None:
         """Stop its running answer, if any, then delete the conversation. Raises NotFound."""
-        await asyncio.to_thread(self.store.get_conversation, conversation_id, owner=account.owner)
+        conversation = await asyncio.to_thread(self.store.get_conversation, conversation_id, owner=account.owner)
         await self.cancel_conversation(conversation_id)
-        self.store.delete_conversation(conversation_id)
-        self.notify(conversation_id, "deleted")
+        await asyncio.to_thread(self.store.delete_conversation, conversation_id)
+        self.notify(conversation_id, "deleted", conversation.user_id)
+
+    async def select_variant(self, message_id: int, account: Account = LOCAL) -> None:
+        """Show this variant of its turn. Raises NotFound (also another user's message)."""
+
+        def select() -> Message:
+            self.store.get_message(message_id, owner=account.owner)
+            return self.store.select_variant(message_id)
+
+        message = await asyncio.to_thread(select)
+        self.notify(message.conversation_id, "message", account.user_id)
 
     def busy(self, conversation_id: int) -> bool:
         """True while the conversation has an answer being generated (or being stored, about to be)."""
@@ -217,6 +230,8 @@ class Engine:
         finally:
             self._claimed.discard(conversation_id)
 
+    # -- reading answers -------------------------------------------------------------------------------------------
+
     def live(self, message_id: int, account: Account = LOCAL) -> Generation | None:
         """The running generation of this message, or None when it is not streaming (or not ``account``'s)."""
         generation = self.generations.get(message_id)
@@ -225,24 +240,39 @@ class Engine:
         return generation
 
     def running_answers(self, account: Account) -> int:
-        """How many answers of ``account`` are generating now (the engine's and those marked ``running``)."""
-        mine = sum(1 for generation in self.generations.values() if generation.user_id == account.user_id)
-        return mine + self._unstored[account.user_id]
+        """How many answers of ``account`` are generating now, stored or not."""
+        return sum(1 for g in (*self.generations.values(), *self.unstored) if g.user_id == account.user_id)
 
-    @contextlib.contextmanager
-    def running(self, account: Account) -> Iterator[None]:
-        """Count an answer streamed outside the engine (``/v1`` with ``store: false``) among ``account``'s running
-        answers while the block runs, for the concurrent-answers limit."""
-        self._unstored[account.user_id] += 1
-        try:
-            yield
-        finally:
-            self._unstored[account.user_id] -= 1
+    async def follow(self, message_id: int, position: int = 0, account: Account = LOCAL) -> AsyncIterator[Event]:
+        """Follow an answer after sequence number ``position`` (``events.py``), live or stored: the one source of every
+        stream a view serves (the page's WebSocket, ``/api``'s server-sent events, ``/v1``'s chunks).
 
-    def check_model(self, account: Account, model: str) -> None:
-        """Raise ModelNotAllowed unless ``account`` may use ``model``."""
-        if not account.may_use(model):
-            raise ModelNotAllowed(f"You may not use the model {model!r}; ask an admin, or choose another model.")
+        Yields, in order: ``PhaseChanged`` (a live answer with no content yet: loading, queued, thinking), the content
+        after ``position`` that exists now, then each later ``PhaseChanged`` and content event as the answer grows,
+        ``UsageReported``, and last ``Finished`` with the stored message (``Generation.follow``). A stored (finished)
+        answer yields its content after ``position``, ``UsageReported`` and ``Finished`` (``events.replay``).
+
+        Args:
+            message_id: the assistant message.
+            position: the sequence number the consumer has (for text: characters, Python ``str`` code points);
+                beyond the end means nothing but the end.
+            account: who follows it.
+
+        Raises:
+            NotFound: no such message (or not ``account``'s).
+        """
+        generation = self.live(message_id, account)
+        if generation is not None:
+            async for event in generation.follow(position):
+                yield event
+            return
+        message = await asyncio.to_thread(self.store.get_message, message_id, owner=account.owner)
+        for event in replay(message, position):
+            yield event
+
+    def model_for(self, conversation_model: str | None) -> str:
+        """The model an answer uses: the conversation's, else the default."""
+        return conversation_model or self.default_model
 
     def record_usage(self, account: Account, prompt_tokens: int | None, completion_tokens: int | None) -> None:
         """Add an answer's tokens to ``account``'s daily usage (nothing in personal mode). Blocking: call it in a
@@ -250,38 +280,24 @@ class Engine:
         if account.user_id is not None:
             self.store.add_usage(account.user_id, prompt_tokens or 0, completion_tokens or 0)
 
-    async def follow(self, message_id: int, offset: int = 0, account: Account = LOCAL) -> AsyncIterator[Event]:
-        """Follow an assistant message from character ``offset`` on, live or stored: the one source for every stream
-        a view serves (the page's per-answer WebSocket, the HTTP API's SSE).
+    def check_model(self, account: Account, model: str) -> None:
+        """Raise ModelNotAllowed unless ``account`` may use ``model``."""
+        if not account.may_use(model):
+            raise ModelNotAllowed(f"You may not use the model {model!r}; ask an admin, or choose another model.")
 
-        Yields, in order: ``PhaseChanged`` (a live answer with no text yet: loading, queued, thinking), a ``Delta``
-        with the text from ``offset`` to what exists now (when there is any), then each later ``PhaseChanged`` and
-        ``Delta`` as the answer grows, and last ``Finished`` with the stored message (see ``Generation.follow``).
-        A stored (finished) message yields its remaining text and ``Finished``.
+    # -- starting answers ------------------------------------------------------------------------------------------
 
-        Args:
-            message_id: the assistant message.
-            offset: how many characters (Python ``str`` code points, not bytes or UTF-16 units) the consumer
-                already has; clamped to the text's length.
-            account: who follows it.
-
-        Raises:
-            NotFound: no such message (or not ``account``'s).
-        """
-        generation = self.generations.get(message_id)
-        if generation is not None and (account.owner is None or generation.user_id == account.owner):
-            async for event in generation.follow(offset):
-                yield event
-            return
-        message = await asyncio.to_thread(self.store.get_message, message_id, owner=account.owner)
-        for event in replay(message, offset):
-            yield event
-
-    def model_for(self, conversation_model: str | None) -> str:
-        """The model an answer uses: the conversation's, else the default."""
-        return conversation_model or self.default_model
-
-    # -- answers ---------------------------------------------------------------------------------
+    def _check_message(self, content: str) -> str:
+        """``content`` as it is stored (``clean_text``); raises EmptyMessage or MessageTooLong."""
+        if not content.strip():
+            raise EmptyMessage("Type a message first.", field="content")
+        if len(content) > self.max_message_length:
+            raise MessageTooLong(
+                f"This message is {len(content):,} characters long; the limit is {self.max_message_length:,}. "
+                "Shorten it or send it in parts.",
+                field="content",
+            )
+        return clean_text(content)
 
     async def send(
         self,
@@ -292,46 +308,54 @@ class Engine:
         model: str | None = None,
         account: Account = LOCAL,
         max_tokens: int | None = None,
+        system_prompt: str = "",
+        history: Sequence[tuple[Role, str]] = (),
     ) -> tuple[Message, Message]:
         """Store a user message and start generating the answer to it.
 
         Args:
-            conversation_id: the conversation, or None to start a new one with this message (created in the same
-                transaction as the message, titled from it, with the default temperature).
+            conversation_id: the conversation, or None to start a new one with this message: created in the same
+                transaction as the message (and ``history``), titled from its first user message, of ``account``,
+                with ``model`` and ``temperature`` as its own settings when given, else the defaults.
             content: what the user wrote, kept exactly but for NUL and lone surrogates (see ``clean_text``).
-            temperature: overrides the conversation's temperature for this answer.
-            model: overrides the conversation's model for this answer.
+            temperature: this answer's temperature (a new conversation's too); default: the conversation's.
+            model: this answer's model (a new conversation's too); default: the conversation's.
             account: who sends it: the owner of a new conversation; another user's conversation is NotFound.
             max_tokens: most tokens of this answer (a ``/v1`` request's ``max_tokens``; ``--max-tokens`` caps it).
+            system_prompt: a new conversation's system prompt.
+            history: a new conversation's earlier turns, ``(role, content)`` oldest first (a ``/v1`` request's), stored
+                before the message as ``complete`` messages.
 
         Returns:
             ``(user_message, assistant_message)``; the assistant message is ``streaming``; both carry the
             conversation's id.
 
         Raises:
-            EmptyMessage: nothing but whitespace.
-            MessageTooLong: longer than ``max_message_length`` characters.
+            EmptyMessage, MessageTooLong: the message is blank, or longer than ``max_message_length``.
             ConversationBusy: the conversation is already answering.
             NotFound: no such conversation (or not ``account``'s).
             ModelNotAllowed: ``account`` may not use the answer's model.
-            RateLimited: ``account`` is over its messages per minute or its concurrent answers (``Limits``).
+            RateLimited: ``account`` is over its messages per minute or its concurrent answers (``Limits``); nothing
+                is stored then.
+            InvalidRequest: ``system_prompt`` or ``history`` for an existing conversation.
         """
-        if not content.strip():
-            raise EmptyMessage("Type a message first.")
-        if len(content) > self.max_message_length:
-            raise MessageTooLong(
-                f"This message is {len(content):,} characters long; the limit is {self.max_message_length:,}. "
-                "Shorten it or send it in parts."
-            )
-        content = clean_text(content)
+        content = self._check_message(content)
+        if conversation_id is not None and (system_prompt or history):
+            raise InvalidRequest("a system prompt and a history can only start a new conversation")
+        history = [(role, clean_text(text)) for role, text in history]
         running = self.running_answers(account)
 
-        def store_exchange() -> tuple[Message, Message, list[dict[str, str]], str | None]:
+        def store_exchange() -> tuple[Message, Message, Messages, Conversation, str | None]:
             """In a thread, in one hop: read the conversation, check the account, store the exchange, build the
             request's messages."""
             if conversation_id is None:
+                first_user = next((text for role, text in history if role == Role.user), content)
                 conversation = Conversation(
-                    title=DEFAULT_TITLE, temperature=self.default_temperature, user_id=account.user_id
+                    title=make_title(first_user),
+                    system_prompt=clean_text(system_prompt),
+                    model=model or None,
+                    temperature=self.default_temperature if temperature is None else temperature,
+                    user_id=account.user_id,
                 )
             else:
                 conversation = self.store.get_conversation(conversation_id, owner=account.owner)
@@ -346,18 +370,21 @@ class Engine:
                 temperature=conversation.temperature if temperature is None else temperature,
                 first_title=first_title,
                 new_conversation=conversation if conversation_id is None else None,
+                history=history,
             )
-            return user, assistant, self.request_messages(assistant, conversation.system_prompt), first_title
+            messages = self.request_messages(assistant, conversation.system_prompt)
+            return user, assistant, messages, conversation, first_title
 
         with self._claim(conversation_id, "Wait for the current answer to finish, or stop it, before sending another "
                                           "message."):  # fmt: skip
-            user, assistant, messages, first_title = await asyncio.to_thread(store_exchange)
+            user, assistant, messages, conversation, first_title = await asyncio.to_thread(store_exchange)
             self._start(assistant, messages, account.user_id, max_tokens)
+        owner = conversation.user_id
         if conversation_id is None:
-            self.notify(user.conversation_id, "created")
+            self.notify(user.conversation_id, "created", owner, conversation.title)
         elif user.parent_id is None and first_title is not None:
-            self.notify(user.conversation_id, "updated")
-        self.notify(user.conversation_id, "message")
+            self.notify(user.conversation_id, "updated", owner, first_title)
+        self.notify(user.conversation_id, "message", owner)
         return user, assistant
 
     async def regenerate(
@@ -374,15 +401,15 @@ class Engine:
             The new, selected, ``streaming`` variant.
 
         Raises:
-            ConversationBusy, NotFound (also another user's message), ValueError (not an assistant message, or
+            ConversationBusy, NotFound (also another user's message), InvalidRequest (not an assistant message, or a
             temperature out of 0..2), ModelNotAllowed, RateLimited.
         """
         if temperature is not None and not 0 <= temperature <= 2:
-            raise ValueError("temperature must be between 0 and 2")
+            raise InvalidRequest("temperature must be between 0 and 2", field="temperature")
         original = await asyncio.to_thread(self.store.get_message, message_id, owner=account.owner)
         running = self.running_answers(account)
 
-        def store_variant() -> tuple[Message, list[dict[str, str]]]:
+        def store_variant() -> tuple[Message, Messages]:
             """In a thread, in one hop: check the account, store the new variant, build the request's messages."""
             conversation = self.store.get_conversation(original.conversation_id)
             answer_model = self.model_for(conversation.model)
@@ -399,14 +426,45 @@ class Engine:
                                                    "regenerating."):  # fmt: skip
             variant, messages = await asyncio.to_thread(store_variant)
             self._start(variant, messages, account.user_id)
-        self.notify(original.conversation_id, "message")
+        self.notify(original.conversation_id, "message", account.user_id)
         return variant
 
-    def select_variant(self, message_id: int, account: Account = LOCAL) -> None:
-        """Show this variant of its turn. Raises NotFound (also another user's message)."""
-        self.store.get_message(message_id, owner=account.owner)
-        message = self.store.select_variant(message_id)
-        self.notify(message.conversation_id, "message")
+    async def answer_unstored(
+        self,
+        messages: Messages,
+        *,
+        model: str | None = None,
+        temperature: float | None = None,
+        account: Account = LOCAL,
+        max_tokens: int | None = None,
+    ) -> Generation:
+        """Start answering ``messages`` without storing anything (``/v1`` with ``store: false``): the same generation
+        as a stored answer's, followed with ``Generation.follow`` and stopped with ``cancel_unstored``. It counts
+        among ``account``'s running answers and messages (``Limits``), and a complete answer's tokens in its usage.
+
+        Args:
+            messages: the request's messages, the last one the user's (checked as ``send`` checks a message).
+            model: the model (default: the default model).
+            temperature: default: the default temperature.
+            account: who asks.
+            max_tokens: most tokens of the answer (``--max-tokens`` caps it).
+
+        Raises:
+            EmptyMessage, MessageTooLong, ModelNotAllowed, RateLimited.
+        """
+        messages = [*messages[:-1], {**messages[-1], "content": self._check_message(messages[-1]["content"])}]
+        answer_model = model or self.default_model
+        self.check_model(account, answer_model)
+        self.limits.admit(account, self.running_answers(account))
+        generation = Generation(
+            None, None, account.user_id, model=answer_model,
+            temperature=self.default_temperature if temperature is None else temperature,
+        )  # fmt: skip
+        self.unstored.add(generation)
+        self._run(generation, messages, max_tokens)
+        return generation
+
+    # -- stopping answers ------------------------------------------------------------------------------------------
 
     async def cancel(self, message_id: int, account: Account = LOCAL) -> bool:
         """Stop a running answer: close the upstream stream, store the partial text as ``cancelled``.
@@ -416,7 +474,14 @@ class Engine:
             ``account``'s).
         """
         generation = self.live(message_id, account)
-        if generation is None or generation.task is None:
+        return generation is not None and await self._stop(generation)
+
+    async def cancel_unstored(self, generation: Generation) -> bool:
+        """Stop an answer stored nowhere (``answer_unstored``); True when it was running."""
+        return generation in self.unstored and await self._stop(generation)
+
+    async def _stop(self, generation: Generation) -> bool:
+        if generation.task is None:
             return False
         generation.cancelled_by_user = True
         generation.task.cancel()
@@ -427,18 +492,22 @@ class Engine:
     async def cancel_conversation(self, conversation_id: int) -> bool:
         """Stop the answer running in a conversation, if any (see ``cancel``); True when one was running."""
         running = [g.message_id for g in self.generations.values() if g.conversation_id == conversation_id]
-        return any([await self.cancel(message_id) for message_id in running])
+        return any([await self.cancel(message_id) for message_id in running if message_id is not None])
 
     async def cancel_user(self, user_id: int) -> int:
-        """Stop every running answer of a user (before the user is deleted or disabled); return how many."""
-        running = [g.message_id for g in self.generations.values() if g.user_id == user_id]
-        return sum([await self.cancel(message_id) for message_id in running])
+        """Stop every running answer of a user, stored or not (before the user is deleted or disabled); return how
+        many."""
+        running = [g for g in (*self.generations.values(), *self.unstored) if g.user_id == user_id]
+        return sum([await self._stop(generation) for generation in running])
 
-    def request_messages(self, assistant: Message, system_prompt: str) -> list[dict[str, str]]:
-        """The chat completion messages for an answer: the system prompt, then the turns before it.
+    # -- the generation task ---------------------------------------------------------------------------------------
 
-        The history is the chain of parents of ``assistant`` (the variants that answer was built on),
-        oldest first; assistant turns with no text (failed before any delta) are left out.
+    def request_messages(self, assistant: Message, system_prompt: str) -> Messages:
+        """The chat completion messages for an answer: the system prompt, then the turns before it. Blocking: call it
+        in a thread.
+
+        The history is the chain of parents of ``assistant`` (the variants that answer was built on), oldest first;
+        assistant turns with no text (failed before any delta) are left out.
         """
         by_id = {m.id: m for m in self.store.messages(assistant.conversation_id)}
         chain: list[Message] = []
@@ -453,60 +522,27 @@ class Engine:
             messages.append({"role": message.role.value, "content": message.content})
         return messages
 
-    # -- the generation task ---------------------------------------------------------------------
-
-    def _start(
-        self, assistant: Message, messages: list[dict[str, str]], user_id: int | None, max_tokens: int | None = None
-    ) -> Generation:
+    def _start(self, assistant: Message, messages: Messages, user_id: int | None, max_tokens: int | None = None):
+        """Start generating the stored answer ``assistant``."""
         assert assistant.id is not None
-        generation = Generation(assistant.id, assistant.conversation_id, user_id)
-        self.generations[assistant.id] = generation
-        generation.task = asyncio.get_running_loop().create_task(
-            self._generate(generation, assistant, messages, max_tokens), name=f"generation-{assistant.id}"
+        generation = Generation(
+            assistant.id, assistant.conversation_id, user_id, model=assistant.model, temperature=assistant.temperature
         )
-        generation.task.add_done_callback(lambda task: self._task_ended(generation, task))
-        if self._checkpointer is None or self._checkpointer.done():
-            self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_loop(), name="checkpoints")
-        return generation
+        self.generations[assistant.id] = generation
+        self._run(generation, messages, max_tokens)
+        self._checkpointer.start()
 
-    async def _checkpoint_loop(self) -> None:
-        """Save the partial text of the growing answers, each at most once per ``checkpoint_interval`` seconds and
-        never in its first interval, all due ones in one transaction (one thread hop, one commit, however many
-        answers stream). Generation tasks never wait for it; it ends when no answer is left. A late save cannot
-        overwrite a final text (``Store.checkpoint_many``).
+    def _run(self, generation: Generation, messages: Messages, max_tokens: int | None) -> None:
+        name = f"generation-{generation.message_id}" if generation.stored else "generation-not-stored"
+        generation.task = asyncio.get_running_loop().create_task(
+            self._generate(generation, messages, max_tokens), name=name
+        )
+        generation.task.add_done_callback(lambda task: self._task_ended(generation))
 
-        Writes per answer: 1 (the exchange) + at most ⌊duration / interval⌋ checkpoints + 1 (the final text).
-        """
-        saved: dict[int, tuple[float, int]] = {}  # message id -> (monotonic time, size) of the last save or start
-        while self.generations:
-            await asyncio.sleep(self.checkpoint_interval / 2)
-            now = time.monotonic()
-            due = []
-            for generation in list(self.generations.values()):
-                when, size = saved.setdefault(generation.message_id, (now, 0))
-                if not generation.done and generation.size != size and now - when >= self.checkpoint_interval:
-                    due.append(generation)
-            saved = {key: value for key, value in saved.items() if key in self.generations}
-            if not due:
-                continue
-            contents = {generation.message_id: generation.text for generation in due}
-            sizes = {generation.message_id: generation.size for generation in due}
-            try:
-                await asyncio.to_thread(self.store.checkpoint_many, contents)
-            except Exception:  # the final write still stores the text; keep streaming
-                log.exception("checkpoint of %d answer(s) failed", len(contents))
-                continue
-            self.checkpoints += 1
-            saved.update({key: (now, size) for key, size in sizes.items() if key in self.generations})
-
-    async def _generate(
-        self, generation: Generation, assistant: Message, messages: list[dict[str, str]], max_tokens: int | None
-    ) -> None:
-        model, temperature = assistant.model or self.default_model, assistant.temperature or 0.0
+    async def _generate(self, generation: Generation, messages: Messages, max_tokens: int | None) -> None:
+        """Stream the answer into ``generation``, record how it ended, then store it (``_end``)."""
+        model, temperature = generation.model or self.default_model, generation.temperature or 0.0
         stream: ChatStream | None = None
-        status, error = Status.complete, None
-        error_status = error_code = None
-        ttft = duration = None
         started = time.monotonic()
         try:
             stream = await self.provider.stream_chat_completion(
@@ -516,67 +552,67 @@ class Engine:
             generation.set_phase(Phase.thinking)
             async for chunk in stream:  # the stream keeps the finish_reason and the usage itself
                 if chunk.delta:
-                    if ttft is None:
-                        ttft = time.monotonic() - started
+                    if generation.ttft is None:
+                        generation.ttft = time.monotonic() - started
                         generation.set_phase(Phase.streaming)
                     generation.append(clean_text(chunk.delta))
         except asyncio.CancelledError:
             if generation.cancelled_by_user:
-                status = Status.cancelled
+                generation.fail(Status.cancelled, None)
             else:
-                status, error = Status.interrupted, "Parley was stopped while this answer was streaming."
+                generation.fail(Status.interrupted, INTERRUPTED)
         except ProviderError as failure:
-            status, error, error_status, error_code = Status.error, failure.reason, failure.status, failure.code
-            log.warning("answer %s failed: %s", generation.message_id, failure.reason, exc_info=failure)
+            generation.fail(Status.error, failure.reason, error_status=failure.status, code=failure.code)
+            log.warning("%s failed: %s", generation, failure.reason, exc_info=failure)
         except Exception as failure:  # a bug of ours: keep the text, say so, keep serving
-            status, error = Status.error, f"Internal error: {type(failure).__name__}: {failure}"[:300]
-            log.exception("answer %s failed unexpectedly", generation.message_id)
+            generation.fail(Status.error, f"Internal error: {type(failure).__name__}: {failure}"[:300])
+            log.exception("%s failed unexpectedly", generation)
         finally:
             if stream is not None:
                 with contextlib.suppress(Exception):
                     await stream.aclose()
-            duration = time.monotonic() - started if stream is not None else None
-        await self._store_result(
-            generation,
-            status=status,
-            error=error,
-            error_status=error_status,
-            error_code=error_code,
-            finish_reason=stream.finish_reason if stream is not None else None,
-            prompt_tokens=stream.usage.prompt_tokens if stream is not None and stream.usage is not None else None,
-            completion_tokens=stream.completion_tokens if stream is not None else None,
-            ttft=ttft,
-            duration=duration,
-            omitted_messages=(stream.omitted or None) if stream is not None else None,
-        )
+                generation.duration = time.monotonic() - started
+                generation.finish_reason = stream.finish_reason
+                generation.prompt_tokens = stream.usage.prompt_tokens if stream.usage is not None else None
+                generation.completion_tokens = stream.completion_tokens
+                generation.omitted_messages = stream.omitted or None
+        await self._end(generation)
 
-    def _task_ended(self, generation: Generation, task: asyncio.Task[None]) -> None:
-        """Safety net: a task cancelled before its first step never runs ``_generate``; store it anyway."""
-        if generation.done or generation.message_id not in self.generations:
+    def _task_ended(self, generation: Generation) -> None:
+        """Safety net: a task cancelled before its first step never runs ``_generate``; end the answer anyway."""
+        if generation.done or (generation not in self.unstored and generation.message_id not in self.generations):
             return
-        status = Status.cancelled if generation.cancelled_by_user else Status.interrupted
-        error = None if generation.cancelled_by_user else "Parley was stopped while this answer was streaming."
-        asyncio.get_running_loop().create_task(self._store_result(generation, status=status, error=error))
+        if generation.cancelled_by_user:
+            generation.fail(Status.cancelled, None)
+        else:
+            generation.fail(Status.interrupted, INTERRUPTED)
+        asyncio.get_running_loop().create_task(self._end(generation))
 
-    async def _store_result(self, generation: Generation, **fields: object) -> None:
-        """Store the answer's final text and fields, end the generation and tell the watchers."""
-        if generation.message_id not in self.generations:
-            return  # already stored
+    async def _end(self, generation: Generation) -> None:
+        """Store the answer's outcome (or, stored nowhere, count its usage), end the generation and tell the
+        watchers."""
+        if generation.done:
+            return
+        user_id, fields = generation.user_id, generation.fields()
 
         def store() -> Message:
-            message = self.store.finish_message(generation.message_id, content=generation.text, **fields)
-            if generation.user_id is not None and fields.get("completion_tokens") is not None:
-                self.store.add_usage(generation.user_id, fields.get("prompt_tokens") or 0,  # type: ignore[arg-type]
-                                     fields["completion_tokens"])  # type: ignore[arg-type]  # fmt: skip
+            message = generation.unstored_message()
+            if generation.message_id is not None:
+                message = self.store.finish_message(generation.message_id, **fields)
+            if generation.completion_tokens is not None:
+                self.record_usage(Account(user_id), generation.prompt_tokens, generation.completion_tokens)
             return message
 
         try:
             message = await asyncio.to_thread(store)
         except NotFound:  # the conversation was deleted meanwhile
-            message = Message(
-                id=generation.message_id, conversation_id=generation.conversation_id, role=Role.assistant,
-                content=generation.text, status=fields.get("status"), error=fields.get("error"),
-            )  # fmt: skip
-        self.generations.pop(generation.message_id, None)
+            message = generation.unstored_message()
+        except Exception:  # the database failed: the followers still get the end (a restart marks it interrupted)
+            log.exception("%s could not be stored", generation)
+            message = generation.unstored_message()
+        if generation.message_id is not None:
+            self.generations.pop(generation.message_id, None)
+        self.unstored.discard(generation)
         generation.finish(message)
-        self.notify(generation.conversation_id, "finished")
+        if generation.conversation_id is not None:
+            self.notify(generation.conversation_id, "finished", user_id)

@@ -20,6 +20,8 @@ from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from ..refusals import Refusal
+
 #: Seconds a client refused for having too many answers running is told to wait (``Retry-After``): answers have no
 #: known end, so this is a polling interval.
 CONCURRENCY_RETRY_AFTER = 5
@@ -55,20 +57,26 @@ class Account:
 LOCAL = Account(user_id=None)
 
 
-class RateLimited(RuntimeError):
+class RateLimited(Refusal, RuntimeError):
     """Raised when an account is over one of its limits.
 
-    Attributes:
+    Args:
+        message: what the user reads ("… Try again in 12 s.").
         retry_after: whole seconds until a new request may succeed (for ``Retry-After``, RFC 9110 §10.2.3).
     """
 
+    status = 429
+    code = "rate_limited"
+
     def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+        super().__init__(message, retry_after=retry_after)
 
 
-class ModelNotAllowed(PermissionError):
+class ModelNotAllowed(Refusal, PermissionError):
     """Raised when an account asks for a model an admin has not allowed it."""
+
+    status = 403
+    code = "model_not_allowed"
 
 
 class Limits:

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, bindparam, delete, event, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, create_engine, select
 
+from ..refusals import InvalidRequest, Refusal
 from .models import ApiToken, Conversation, DailyUsage, LoginSession, Message, Role, Status, User, utcnow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -30,13 +31,19 @@ LAST_USED_RESOLUTION = 60.0
 SESSION_IDLE_LIMIT = timedelta(days=14)
 
 
-class NotFound(LookupError):
+class NotFound(Refusal, LookupError):
     """Raised when a conversation, message, user or token id does not exist, or belongs to another user (the same
     answer, so ids of other people's conversations cannot be probed)."""
 
+    status = 404
+    code = "not_found"
 
-class NameTaken(ValueError):
+
+class NameTaken(Refusal, ValueError):
     """Raised when a user name is already in use."""
+
+    status = 409
+    code = "name_taken"
 
 
 def normalize_url(url: str) -> str:
@@ -200,11 +207,14 @@ class Store:
         temperature: float | None,
         first_title: str | None = None,
         new_conversation: Conversation | None = None,
+        history: Sequence[tuple[Role, str]] = (),
     ) -> tuple[Message, Message]:
         """Store a user message at the end of the shown path and an empty assistant answer to it, in one transaction.
 
         ``first_title``, when given, becomes the conversation's title if this is its first message.
-        With ``conversation_id`` None, ``new_conversation`` (not yet stored) is created in the same transaction.
+        With ``conversation_id`` None, ``new_conversation`` (not yet stored) is created in the same transaction, with
+        ``history`` (earlier turns written elsewhere, e.g. sent with an API request: ``(role, content)`` pairs, oldest
+        first) stored before the message as a chain of ``complete`` messages.
 
         Returns:
             ``(user_message, assistant_message)``; the assistant message has status ``streaming``.
@@ -222,6 +232,12 @@ class Store:
                 assert conversation.id is not None
                 conversation_id = conversation.id
                 path = []
+                for role, text in history:
+                    earlier = Message(conversation_id=conversation_id, parent_id=path[-1].id if path else None,
+                                      role=role, content=text)  # fmt: skip
+                    session.add(earlier)
+                    session.flush()
+                    path.append(earlier)
             else:
                 conversation = _require(session, Conversation, conversation_id)
                 path = selected_path(session.exec(select(Message).where(Message.conversation_id == conversation_id)))
@@ -249,47 +265,19 @@ class Store:
             session.commit()
             return user, assistant
 
-    def add_history(self, conversation_id: int, turns: Sequence[tuple[Role, str]]) -> list[Message]:
-        """Store earlier turns written elsewhere (e.g. sent with an API request) at the end of the shown path, as a
-        chain (each message the parent of the next), all ``complete``, in one transaction.
-
-        Args:
-            conversation_id: the conversation.
-            turns: ``(role, content)`` pairs, oldest first; ``Role.system`` is stored as a message too.
-
-        Returns:
-            The stored messages, oldest first.
-
-        Raises:
-            NotFound: no such conversation.
-        """
-        with self._session() as session:
-            conversation = _require(session, Conversation, conversation_id)
-            path = selected_path(session.exec(select(Message).where(Message.conversation_id == conversation_id)))
-            parent_id = path[-1].id if path else None
-            stored: list[Message] = []
-            for role, content in turns:
-                message = Message(conversation_id=conversation_id, parent_id=parent_id, role=role, content=content)
-                session.add(message)
-                session.flush()
-                stored.append(message)
-                parent_id = message.id
-            conversation.updated_at = utcnow()
-            session.add(conversation)
-            session.commit()
-            return stored
-
     def add_variant(self, message_id: int, *, model: str | None, temperature: float | None) -> Message:
         """Add a new, selected, ``streaming`` sibling of an assistant message (a regenerated answer).
 
         Raises:
             NotFound: no such message.
-            ValueError: the message is not an assistant message.
+            InvalidRequest: the message is not an assistant message.
         """
         with self._session() as session:
             original = _require(session, Message, message_id)
             if original.role != Role.assistant:
-                raise ValueError("only an assistant message can be regenerated")
+                raise InvalidRequest(
+                    f"message {message_id} is a user message: only an answer can be regenerated", field="message_id"
+                )
             self._unselect_siblings(session, original)
             variant = Message(
                 conversation_id=original.conversation_id,

@@ -21,8 +21,8 @@ from ..auth.http import session_token
 from ..engine import Account, RateLimited
 from ..store import ApiToken, NotFound, Store
 from .access import Guard, always_signed_in, plain_header
-from .chat_view import show_error
 from .confirm import confirm
+from .notices import show_error
 
 
 def when(moment: datetime | None, never: str = "never") -> str:
@@ -34,7 +34,7 @@ def when(moment: datetime | None, never: str = "never") -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def account_page(
+async def account_page(
     account: Account, accounts: Accounts, store: Store, request: Request, *, guard: Guard = always_signed_in
 ) -> None:
     """Build the account page.
@@ -55,7 +55,8 @@ def account_page(
     with ui.column().classes("w-full max-w-3xl mx-auto gap-6 p-4"):
         ui.label(f"Signed in as {account.name}" + (" (admin)" if account.is_admin else "")).classes("parley-muted")
         password_form(account, accounts, session_token(request), guard)
-        TokenList(account, accounts, store, guard)
+        tokens = TokenList(account, accounts, store, guard)
+    await tokens.refresh()
 
 
 def password_form(
@@ -110,7 +111,7 @@ def password_form(
 
 
 class TokenList:
-    """The API tokens card: the list, Create token (secret shown once) and Revoke (confirmed).
+    """The API tokens card: the list (shown by ``refresh()``), Create token (secret shown once) and Revoke (confirmed).
 
     Args:
         account: whose tokens.
@@ -140,7 +141,6 @@ class TokenList:
                     "create-token"
                 )
             self.list = ui.column().classes("w-full gap-0").mark("token-list")
-        self.render(store.api_tokens(self.user_id))
 
     def render(self, tokens: list[ApiToken]) -> None:
         """Show ``tokens`` (newest first)."""

@@ -25,8 +25,8 @@ from ..store import DailyUsage, NameTaken, NotFound, Store, User
 from ..store.models import utcnow
 from .access import Guard, always_signed_in, not_found_notice, plain_header
 from .account_page import when
-from .chat_view import show_error
 from .confirm import confirm
+from .notices import show_error
 
 #: Days shown in the usage table, today included.
 USAGE_DAYS = 14
@@ -55,7 +55,8 @@ async def admin_page(
     if not accounts.enabled or not account.is_admin or account.user_id is None:
         not_found_notice()
         return
-    AdminPage(account, accounts, engine, store, list_models, guard=guard)
+    page = AdminPage(account, accounts, engine, store, list_models, guard=guard)
+    await page.refresh()
 
 
 def usage_table(users: list[User], usage: list[DailyUsage], days: int = USAGE_DAYS) -> tuple[list[dict], list[dict]]:
@@ -91,7 +92,7 @@ def usage_table(users: list[User], usage: list[DailyUsage], days: int = USAGE_DA
 
 
 class AdminPage:
-    """The admin page's content (see the module docstring).
+    """The admin page's content (see the module docstring); ``refresh()`` reads and shows the users and the usage.
 
     Args:
         account: the admin signed in.
@@ -128,7 +129,6 @@ class AdminPage:
                 ui.label(f"Usage, last {USAGE_DAYS} days (UTC)").classes("text-lg")
                 ui.label("Each cell: tokens (prompt + completion) · answers.").classes("parley-muted text-sm")
                 self.usage = ui.column().classes("w-full").mark("usage")
-        self.render(store.list_users(), store.usage(USAGE_DAYS))
 
     # -- users ------------------------------------------------------------------------------------------
 

@@ -1,24 +1,27 @@
 """The conversation on the page: its shown messages and the composer.
 
-The view never adds a message by itself after an action: every change (from this tab, another
-tab, or the engine) arrives as an engine ``Change`` and ``sync()`` makes the page match the
-stored path, rebuilding only from the first message that differs.
+The view never adds a message by itself after an action: every change of its conversation (from this tab, another
+tab, or the engine) arrives as an engine ``Change`` and ``sync()`` makes the page match the stored path, rebuilding
+only from the first message that differs. It subscribes to its own conversation only, and reads the database in a
+thread, one sync at a time (changes that arrive meanwhile are served by one more sync).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from nicegui import background_tasks, ui
 
-from ..engine import LOCAL, Account, Change, ConversationBusy, EmptyMessage, Engine, ModelNotAllowed, RateLimited
-from ..store import Message, NotFound, Role, Store, selected_path
+from ..engine import LOCAL, Account, Change, Engine
+from ..store import Conversation, Message, NotFound, Role, Store, selected_path
 from .access import Guard, always_signed_in
 from .composer import Composer, draft_prefix
 from .local_time import LocalTime
 from .message_view import MessageView
+from .notices import show_error
 from .shortcuts import Shortcuts
 from .streaming_message import StreamingMessage
 from .welcome import StartPage, welcome
@@ -29,16 +32,6 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 40
 
 
-def show_error(error: Exception) -> None:
-    """Tell the user, in a toast, why an action did not happen: a refusal (busy, empty, too long, over a limit, a model
-    not allowed, not found) in its own words, anything else as an unexpected failure (also logged)."""
-    if isinstance(error, ConversationBusy | EmptyMessage | NotFound | ValueError | RateLimited | ModelNotAllowed):
-        ui.notify(str(error), type="warning")
-    else:
-        log.exception("action failed", exc_info=error)
-        ui.notify(f"Something went wrong: {error}", type="negative")
-
-
 class ChatView:
     """Messages and composer of one conversation (or of a new one, when ``conversation_id`` is None), and the page's
     keyboard shortcuts.
@@ -46,9 +39,9 @@ class ChatView:
     Args:
         engine: sends, stops and watches answers.
         store: reads the shown path.
-        conversation_id: the conversation, or None on the start page (the first Send creates it); the page has
-            checked that it is ``account``'s.
-        on_created: called with the new conversation's id once the first Send created it.
+        conversation: the conversation (read by the page, which checked that it is ``account``'s; ``sync()`` shows
+            its messages), or None on the start page (the first Send creates it).
+        on_created: called with the new conversation's id and title once the first Send created it.
         account: who sends, stops and regenerates here (default ``LOCAL``, personal mode).
         guard: checks that the page's login still holds before a Send or Regenerate (``access.session_guard``).
         start: what the start page says about the model (default: the engine's default model, generic examples).
@@ -58,9 +51,9 @@ class ChatView:
         self,
         engine: Engine,
         store: Store,
-        conversation_id: int | None,
+        conversation: Conversation | None,
         *,
-        on_created: Callable[[int], None] = lambda _: None,
+        on_created: Callable[[int, str], None] = lambda _id, _title: None,
         account: Account = LOCAL,
         guard: Guard = always_signed_in,
         start: StartPage | None = None,
@@ -69,8 +62,11 @@ class ChatView:
         self.account = account
         self.guard = guard
         self.store = store
+        self.conversation: Conversation | None = None
         self.conversation_id: int | None = None
         self.on_created = on_created
+        self._syncing = asyncio.Lock()
+        self._stale = False  # a change arrived since the last sync started reading
         self.views: list[MessageView] = []
         self.sending = False  # a Send is being stored
         self.welcome: ui.column | None = None
@@ -83,7 +79,7 @@ class ChatView:
                 .mark("show-earlier")
             )
             self.earlier.visible = False
-            if conversation_id is None:
+            if conversation is None:
                 self.welcome = welcome(start or StartPage(lambda: engine.default_model), self.send_example)
                 with self.welcome:  # the components of a message load with the page, not after the first Enter
                     StreamingMessage().classes("hidden")
@@ -91,15 +87,16 @@ class ChatView:
         self.composer = Composer(on_send=self.send, on_stop=self.stop, drafts=draft_prefix(account.owner))
         self.shortcuts = Shortcuts(composer=self.composer.input, on_stop=self.stop, on_regenerate=self.regenerate_last)
         ui.context.client.on_delete(self._detach_all)
-        if conversation_id is not None:
-            self._attach(conversation_id)
-            self.sync()
+        if conversation is not None:
+            assert conversation.id is not None
+            self.conversation = conversation
+            self._attach(conversation.id)
         self._update_composer()
 
     def _attach(self, conversation_id: int) -> None:
         """Show and follow ``conversation_id`` from now on."""
         self.conversation_id = conversation_id
-        stop_watching = self.engine.watch(self._on_change)
+        stop_watching = self.engine.watch_conversation(conversation_id, self._on_change)
         self.column.client.on_delete(stop_watching)
 
     # -- composer --------------------------------------------------------------------------------
@@ -134,8 +131,9 @@ class ChatView:
                 self.welcome = None
             self._attach(user.conversation_id)
             ui.navigate.history.replace(f"/c/{user.conversation_id}")  # no reload: the answer streams here
-            self.on_created(user.conversation_id)
-            self.sync()
+            await self.sync()
+            assert self.conversation is not None
+            self.on_created(user.conversation_id, self.conversation.title)
 
     async def send_example(self, text: str) -> None:
         """Send one of the start page's example prompts, as if typed."""
@@ -161,7 +159,7 @@ class ChatView:
 
     def _on_change(self, change: Change) -> None:
         # Called synchronously inside whichever tab or task made the change: act later, in this page's own context.
-        if change.conversation_id == self.conversation_id and change.kind in {"message", "finished", "deleted"}:
+        if change.kind in {"message", "finished", "deleted"}:
             background_tasks.create(self._apply(change), name="chat-view-change")
 
     async def _apply(self, change: Change) -> None:
@@ -170,56 +168,72 @@ class ChatView:
         with self.column:
             try:
                 if change.kind == "deleted":
-                    raise NotFound(change.conversation_id)
-                self.sync()
+                    raise NotFound(f"conversation {change.conversation_id} not found")
+                await self.sync()
             except NotFound:  # deleted here or in another tab: nothing left to show
                 ui.navigate.to("/")
 
-    def sync(self) -> None:
+    def _read(self) -> tuple[Conversation, list[Message]]:
+        """In a thread: the conversation and all its messages."""
+        assert self.conversation_id is not None
+        conversation = self.store.get_conversation(self.conversation_id, owner=self.account.owner)
+        return conversation, self.store.messages(self.conversation_id)
+
+    async def sync(self) -> None:
         """Make the page show the stored path: keep the views that match, rebuild from the first that differs.
 
         Only the newest ``PAGE_SIZE`` messages are built when the page opens; "Show earlier messages" adds more.
-        """
-        assert self.conversation_id is not None
-        messages = self.store.messages(self.conversation_id)
-        path = selected_path(messages)
-        if self.start is None:
-            self.start = max(0, len(path) - PAGE_SIZE)
-        self.start = min(self.start, len(path))
-        shown = path[self.start :]
-        keep = 0
-        while keep < min(len(self.views), len(shown)) and self.views[keep].shows(shown[keep]):
-            keep += 1
-        for view in self.views[keep:]:
-            view.detach()
-            view.delete()
-        self.views = self.views[:keep]
-        if len(shown) > keep:
-            self.scroll_to_bottom()
-        self.views += self._build_views(shown[keep:], messages)
-        self._update_earlier()
-        self._update_composer()
 
-    def show_earlier(self) -> None:
+        Raises:
+            NotFound: the conversation is gone (or not the page's account's).
+        """
+        self._stale = True
+        async with self._syncing:
+            if not self._stale or self.column.is_deleted:  # a sync that started after this call has served it
+                return
+            self._stale = False
+            self.conversation, messages = await asyncio.to_thread(self._read)
+            if self.column.is_deleted:
+                return
+            path = selected_path(messages)
+            if self.start is None:
+                self.start = max(0, len(path) - PAGE_SIZE)
+            self.start = min(self.start, len(path))
+            shown = path[self.start :]
+            keep = 0
+            while keep < min(len(self.views), len(shown)) and self.views[keep].shows(shown[keep]):
+                keep += 1
+            for view in self.views[keep:]:
+                view.detach()
+                view.delete()
+            self.views = self.views[:keep]
+            if len(shown) > keep:
+                self.scroll_to_bottom()
+            self.views += self._build_views(shown[keep:], messages)
+            self._update_earlier()
+            self._update_composer()
+
+    async def show_earlier(self) -> None:
         """Add the ``PAGE_SIZE`` messages before the first one shown, above it."""
         assert self.conversation_id is not None and self.start is not None
-        messages = self.store.messages(self.conversation_id)
-        path = selected_path(messages)
-        first = self.views[0].message_id if self.views else None
-        end = next((i for i, m in enumerate(path) if m.id == first), len(path))
-        self.start = max(0, end - PAGE_SIZE)
-        views = self._build_views(path[self.start : end], messages)
-        for index, view in enumerate(views):
-            view.move(self.column, target_index=index + 1)  # after the "Show earlier messages" button
-        self.views = views + self.views
-        self._update_earlier()
+        async with self._syncing:
+            self.conversation, messages = await asyncio.to_thread(self._read)
+            path = selected_path(messages)
+            first = self.views[0].message_id if self.views else None
+            end = next((i for i, m in enumerate(path) if m.id == first), len(path))
+            self.start = max(0, end - PAGE_SIZE)
+            views = self._build_views(path[self.start : end], messages)
+            for index, view in enumerate(views):
+                view.move(self.column, target_index=index + 1)  # after the "Show earlier messages" button
+            self.views = views + self.views
+            self._update_earlier()
 
     def _build_views(self, path: list[Message], messages: list[Message]) -> list[MessageView]:
         siblings: dict[int | None, list[Message]] = {}
         for message in messages:
             siblings.setdefault(message.parent_id, []).append(message)
-        assert self.conversation_id is not None
-        temperature = self.store.get_conversation(self.conversation_id).temperature
+        assert self.conversation is not None
+        temperature = self.conversation.temperature
         views = []
         with self.column:
             for message in path:

@@ -250,6 +250,6 @@ class MessageView(ui.column):
         if message_id is None:
             return
         try:
-            self.engine.select_variant(message_id, self.account)
+            await self.engine.select_variant(message_id, self.account)
         except Exception as error:
             self.on_error(error)

@@ -9,21 +9,22 @@ engine call with ``account=`` and every store read with ``owner=account.owner``:
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 
 from nicegui import ui
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ..auth import Accounts
-from ..engine import LOCAL, Account, Change, Engine
+from ..engine import DEFAULT_TITLE, LOCAL, Account, Change, Engine
 from ..store import NotFound, Store
 from .access import Guard, always_signed_in, login_redirect, page_account, session_guard, user_menu
 from .account_page import account_page
 from .admin_page import admin_page
-from .chat_view import ChatView, show_error
+from .chat_view import ChatView
 from .conversation_list import ConversationList
 from .login_page import login_page
+from .notices import show_error
 from .settings_dialog import open_settings
 from .shortcuts import SHORTCUTS, show_shortcuts
 from .theme import ThemeToggle, install_theme
@@ -49,8 +50,8 @@ def register_pages(
         if account is None:
             return login_redirect(request)
         guard = session_guard(request, accounts)
-        layout(engine, store, conversation_id, list_models, account=account, accounts=accounts, guard=guard,
-               start=start)  # fmt: skip
+        await layout(engine, store, conversation_id, list_models, account=account, accounts=accounts, guard=guard,
+                     start=start)  # fmt: skip
         return None
 
     @ui.page("/", title="Parley")
@@ -74,7 +75,7 @@ def register_pages(
         account = await page_account(request, accounts)
         if account is None:
             return login_redirect(request)
-        account_page(account, accounts, store, request, guard=session_guard(request, accounts))
+        await account_page(account, accounts, store, request, guard=session_guard(request, accounts))
         return None
 
     @ui.page("/admin", title="Admin · Parley")
@@ -86,7 +87,7 @@ def register_pages(
         return None
 
 
-def layout(
+async def layout(
     engine: Engine,
     store: Store,
     conversation_id: int | None,
@@ -100,7 +101,9 @@ def layout(
     """Header, drawer and the conversation (or a not-found notice, also for another user's conversation).
 
     The header is one row at every width (the title ends in an ellipsis); the drawer is beside the page on wide screens
-    and an overlay on narrow ones (Quasar's ``show-if-above``, below 1024 px), closed when a page opens there.
+    and an overlay on narrow ones (Quasar's ``show-if-above``, below 1024 px), closed when a page opens there. The
+    header follows the conversation's title through the engine's changes of this conversation only; the database is
+    read in threads (here, ``ChatView.sync``, ``ConversationList.load``).
 
     Args:
         engine: the engine the page talks to.
@@ -112,21 +115,24 @@ def layout(
         guard: checks that the page's login still holds before a Send or Regenerate.
         start: what the start page says about the model that answers.
     """
-    title = "New chat"
+    conversation = None
     if conversation_id is not None:
         try:
-            title = store.get_conversation(conversation_id, owner=account.owner).title
+            conversation = await asyncio.to_thread(store.get_conversation, conversation_id, owner=account.owner)
         except NotFound:
             ui.context.client.status_code = 404  # the same answer as for a missing id on /api
             ui.label("This conversation does not exist (it may have been deleted).").classes("m-8 text-lg")
             ui.link("Start a new chat", "/")
             return
+    title = conversation.title if conversation is not None else DEFAULT_TITLE
     ui.page_title(f"{title} · Parley")
     # open on wide screens (Quasar's show-if-above, which reports the state back), closed on narrow ones; not
     # value=None, which makes NiceGUI ask the browser once per page and log an ERROR when the tab leaves first
     with ui.left_drawer(value=False).classes("parley-sidebar").props("show-if-above width=280 bordered") as drawer:
         conversations = ConversationList(engine, store, conversation_id, account=account)
-    current: list[int] = []  # the conversation shown, once there is one
+    await conversations.load()
+
+    current: list[int] = [conversation_id] if conversation_id is not None else []  # once there is one
 
     async def settings() -> None:
         try:
@@ -144,7 +150,7 @@ def layout(
             .props('flat round title="Conversation settings" aria-label="Conversation settings"')
             .mark("settings")
         )
-        settings_button.visible = False
+        settings_button.visible = conversation_id is not None
         shortcut = next(s.keys[0] for s in SHORTCUTS if s.action == "help")
         ui.button(icon="keyboard", on_click=show_shortcuts).props(
             f'flat round aria-label="Keyboard shortcuts" title="Keyboard shortcuts ({shortcut})"'
@@ -157,30 +163,29 @@ def layout(
     view[8] = "l"
     ui.context.client.layout.props["view"] = "".join(view)
 
+    def show_title(title: str) -> None:
+        if not heading.is_deleted:
+            heading.set_text(title)
+            with heading:  # maybe called from another tab's task: set this page's title
+                ui.page_title(f"{title} · Parley")
+
+    def on_title(change: Change) -> None:
+        if change.kind == "updated" and change.title is not None:
+            show_title(change.title)
+
     def attach(conversation_id: int) -> None:
         """Make the header and the drawer follow ``conversation_id`` (on load, or once the first Send created it)."""
-
-        def follow_title(change: Change) -> None:
-            if change.conversation_id == conversation_id and change.kind == "updated" and not heading.is_deleted:
-                with contextlib.suppress(NotFound):
-                    title = store.get_conversation(conversation_id, owner=account.owner).title
-                    heading.set_text(title)
-                    with heading:  # called from whichever tab or task made the change: set this page's title
-                        ui.page_title(f"{title} · Parley")
-
-        ui.context.client.on_delete(engine.watch(follow_title))
+        ui.context.client.on_delete(engine.watch_conversation(conversation_id, on_title))
         conversations.current_id = conversation_id
         current[:] = [conversation_id]
         settings_button.set_visibility(True)
 
-    def created(conversation_id: int) -> None:
+    def created(conversation_id: int, title: str) -> None:
         """The first Send made the conversation, titled from its message: show that title."""
         attach(conversation_id)
-        with contextlib.suppress(NotFound):
-            title = store.get_conversation(conversation_id, owner=account.owner).title
-            heading.set_text(title)
-            ui.page_title(f"{title} · Parley")
+        show_title(title)
 
+    chat = ChatView(engine, store, conversation, on_created=created, account=account, guard=guard, start=start)
     if conversation_id is not None:
         attach(conversation_id)
-    ChatView(engine, store, conversation_id, on_created=created, account=account, guard=guard, start=start)
+        await chat.sync()

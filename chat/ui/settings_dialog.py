@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -27,7 +28,7 @@ async def open_settings(
         NotFound: no such conversation of ``account``'s.
         ModelNotAllowed: the model chosen is not one ``account`` may use.
     """
-    conversation = store.get_conversation(conversation_id, owner=account.owner)
+    conversation = await asyncio.to_thread(store.get_conversation, conversation_id, owner=account.owner)
     models: list[str] = []
     try:
         models = await cast(Callable[[], Awaitable[list[str]]], list_models)()
@@ -67,5 +68,5 @@ async def open_settings(
         return
     if values["model"] == engine.default_model and conversation.model is None:
         values["model"] = None  # keep following the app's default
-    engine.update_conversation(conversation_id, account, **values)
+    await engine.update_conversation(conversation_id, account, **values)
     ui.notify("Settings saved", type="positive")
