@@ -15,6 +15,7 @@ import pytest
 from playwright import sync_api
 
 from .browser import ROOT, chromium, clean_env, free_port, server_process
+from .helpers import wait_until
 
 APP = ROOT / "tests" / "apps" / "streaming_message_app.py"
 STREAMED = "[data-testid=streamed]"
@@ -125,7 +126,7 @@ def test_late_deltas_do_not_duplicate_the_final_text(app: App, page) -> None:
     sync_api.expect(page.locator(f"{STREAMED} .parley-md")).to_have_text("one two")
     app.post("/api/finish", name="streamed", deltas=["three"], text="one two three")  # same tick as finish()
     sync_api.expect(page.locator(f"{STREAMED} .parley-md")).to_have_text("one two three")
-    page.wait_for_timeout(300)
+    page.wait_for_timeout(300)  # not synchronization: time for a duplicate to appear, if one were coming
     sync_api.expect(page.locator(f"{STREAMED} .parley-md")).to_have_text("one two three")
 
 
@@ -149,7 +150,7 @@ def test_copy_button_copies_the_code(app: App, page) -> None:
             return true;
         };
     }""")
-    page.wait_for_timeout(1600)  # the check mark of the first copy has gone
+    sync_api.expect(button).not_to_contain_class("parley-copied")  # the check mark of the first copy has gone
     button.click()
     sync_api.expect(button).to_contain_class("parley-copied")
     assert page.evaluate("window.__copied") == "def f():\n    return 1\n"
@@ -171,7 +172,7 @@ def test_untrusted_markup_stays_inert(app: App, page) -> None:
         message = page.locator(STREAMED)
         sync_api.expect(message).to_contain_text("<script>window.__xss=1</script>")  # shown as text
         sync_api.expect(message).to_contain_text('<svg onload="window.__xss=4">')
-        page.wait_for_timeout(200)  # give a failed img load time to fire onerror
+        page.wait_for_timeout(200)  # not synchronization: time for a failed img load to fire onerror, were there one
         assert page.evaluate("typeof window.__xss") == "undefined"
         assert not dialogs
         for tag in ("script", "img", "svg:not(.parley-copy svg)", "iframe"):
@@ -225,7 +226,7 @@ def test_each_delta_is_sent_once_as_its_own_bytes(app: App, page) -> None:
     page.on("websocket", watch)
     page.reload()  # the listener sees only sockets opened after it was added
     page.wait_for_selector(f"{STREAMED} .parley-thinking")
-    page.wait_for_timeout(300)
+    page.wait_for_timeout(300)  # a quiet spell: the page's own start-up messages pass before the others are counted
     other.clear()
 
     page.evaluate("""() => {
@@ -286,9 +287,9 @@ def test_streamed_markdown_ends_identical_to_the_whole_render(app: App, page, pi
             "n => document.querySelector('[data-testid=streamed]').textContent.replace(/\\s/g, '').length >= n",
             arg=len(piece) // 2,
         )
-    page.wait_for_timeout(100)
-    # while it streams, the frozen blocks plus the re-rendered last block already match the whole render
-    assert streamed.inner_html() == reference.inner_html()
+    # while it streams, the frozen blocks plus the re-rendered last block already match the whole render (once the
+    # last piece is rendered: a wrong incremental render never gets there)
+    wait_until(lambda: streamed.inner_html() == reference.inner_html(), what="the streamed render to match")
     app.post("/api/finish", name="streamed")
     sync_api.expect(page.locator(STREAMED)).not_to_contain_class("parley-streaming")
     assert streamed.inner_html() == reference.inner_html()

@@ -3,8 +3,16 @@
 NiceGUI's ``ui.markdown`` renders on the server and re-sends the whole HTML on every change, so streaming an answer
 of n characters costs O(n²) bytes. ``StreamingMessage`` never sends the growing text through NiceGUI at all: the
 browser opens the answer's own WebSocket (``chat/api/stream.py``), whose frames carry only the answer's text, appends
-each piece to its buffer and renders the Markdown itself (markdown-it + highlight.js + DOMPurify, see
-``streaming_message.js``), re-rendering only the last, unfinished block while it streams.
+each piece to its buffer and renders the Markdown itself (markdown-it + highlight.js + DOMPurify), re-rendering only
+the last, unfinished block while it streams.
+
+The browser side is the Vue component ``streaming_message.js``, which wires three ES modules of one concern each:
+``parley-answer-connection.js`` (the answer's stream: WebSocket, reconnecting, server-sent events as a fallback),
+``parley-block-renderer.js`` (the incremental Markdown rendering) and ``parley-clipboard.js`` (copying). They are
+the element's ``dependencies``: NiceGUI serves each one as a library and puts it into every page's import map under
+its file name up to the first dot. NiceGUI does not check those names (of two libraries named alike, the import map
+keeps the one registered last), so the ``parley-`` prefix keeps them apart from NiceGUI's own (``vue``, ``sass``,
+``immutable``, ``dompurify``, ``widget``, ``nicegui-…``) and from the vendored ``markdown-it`` and ``highlight``.
 """
 
 from __future__ import annotations
@@ -20,7 +28,13 @@ VENDOR = Path(__file__).parent / "static" / "vendor"
 class StreamingMessage(
     Element,
     component="streaming_message.js",
-    dependencies=["static/vendor/markdown-it.esm.min.mjs", "static/vendor/highlight.min.js"],
+    dependencies=[
+        "parley-answer-connection.js",
+        "parley-block-renderer.js",
+        "parley-clipboard.js",
+        "static/vendor/markdown-it.esm.min.mjs",
+        "static/vendor/highlight.min.js",
+    ],
     default_classes="parley-message-body",
 ):
     """A chat message rendered as Markdown in the browser; a live one follows its answer's stream by itself.

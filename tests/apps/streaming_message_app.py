@@ -56,10 +56,10 @@ def index() -> None:
 
 
 @app.websocket("/stream/{name}")
-async def stream(websocket: WebSocket, name: str, offset: int = 0) -> None:
+async def stream(websocket: WebSocket, name: str, after: int = 0) -> None:
     sockets.setdefault(name, []).append(websocket)
     try:
-        await serve_stream(websocket, generations[name].follow(offset))
+        await serve_stream(websocket, generations[name].follow(after))
     finally:
         sockets[name].remove(websocket)
 
