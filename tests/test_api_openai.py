@@ -4,7 +4,6 @@ unmodified openai SDK and raw HTTP (what curl sees)."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -317,13 +316,13 @@ def test_client_disconnecting_before_the_answer_is_sent_cancels_it(
     body = {"model": "fake-model", "messages": [{"role": "user", "content": "Take your time"}], "store": store_it,
             "stream": stream}  # fmt: skip
 
-    started = time.monotonic()
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{parley.url}/v1/chat/completions", json=body, timeout=httpx.Timeout(10, read=1.0))
 
     record = last_stream(upstream)
     assert record.client_disconnected and not record.finished
-    assert time.monotonic() - started < 3.5
+    if stream:  # cancelled while the upstream still held its first token back (4 s)
+        assert record.tokens_sent == 0
     if not store_it:
         assert len(store.list_conversations()) == conversations
         return

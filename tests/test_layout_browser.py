@@ -398,10 +398,13 @@ def test_a_draft_is_kept_per_conversation_and_sending_clears_it(
     expect(composer).to_have_value("")
     page.goto(url + "/")
     expect(composer).to_have_value("a new chat, not sent yet")
+    settings = page.get_by_role("button", name="Conversation settings")
+    expect(settings).to_be_hidden()  # nothing to set before there is a conversation
     fake_upstream_server.script = Script(pieces=["Fine."])
     composer.press("Enter")  # the start page's draft becomes a conversation
     page.wait_for_url("**/c/*")
     expect(page.get_by_text("Fine.")).to_be_visible()
+    expect(settings).to_be_visible()
     page.goto(url + "/")
     expect(composer).to_have_value("")
     assert drafts(page) == ["parley-draft:local:1"]

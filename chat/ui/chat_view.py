@@ -71,7 +71,7 @@ class ChatView:
         self.sending = False  # a Send is being stored
         self.welcome: ui.column | None = None
         self.start: int | None = None  # index in the shown path of the first message on the page
-        with ui.column().classes("w-full max-w-3xl mx-auto gap-4 pb-40 px-2 sm:px-3") as self.column:
+        with ui.column().classes("parley-chat") as self.column:
             self.earlier = (
                 ui.button("Show earlier messages", icon="expand_less", on_click=self.show_earlier)
                 .props("flat no-caps")

@@ -43,6 +43,20 @@ class ScrollToBottom(Element, component="scroll_to_bottom.js"):
     an earlier part of an answer that is still streaming); a click scrolls to the bottom. In the browser only."""
 
 
+class SendButton(Element, component="send_button.js"):
+    """The message box's one button: Send, or Stop while an answer on the page is live. The browser switches it by
+    itself (``send_button.js``), so the server sends nothing when an answer starts or ends; the server keeps its own
+    ``busy`` flag (and the ``send``/``stop`` test markers) and decides what a click does.
+
+    Args:
+        on_click: called for a click (Send or Stop).
+    """
+
+    def __init__(self, on_click: Callable[[], Awaitable[None]]) -> None:
+        super().__init__()
+        self.on("click", on_click)  # the component's own "click" event (NiceGUI's simulated user clicks it too)
+
+
 class Composer:
     """The message box and its one button, Send or Stop, in the page's footer.
 
@@ -72,9 +86,7 @@ class Composer:
                 # Enter carries the text typed: before the page's socket is connected, NiceGUI sends each queued event
                 # on its own timer, so the Enter may reach the server before the last keystrokes' value update
                 self.input.on("keydown.enter.exact.prevent", self._enter, js_handler="(e) => emit(e.target.value)")
-                # one button, Send or Stop: switching it is one small update of one element
-                self.button = ui.button(icon="send", on_click=self._act).props('round unelevated aria-label="Send"')
-                self.button.mark("send")
+                self.button = SendButton(self._act).mark("send")
             ComposerDraft(self.input, drafts)
 
     @property
@@ -87,15 +99,10 @@ class Composer:
         self.input.value = text
 
     def set_busy(self, busy: bool) -> None:
-        """Show Stop while the conversation answers, else Send (updates the browser only on a change)."""
-        if busy == self.busy:
-            return
+        """Record whether the conversation answers: a click then stops it, else sends. Nothing is sent to the browser,
+        which shows Stop or Send by itself (``SendButton``)."""
         self.busy = busy
-        with self.button.props.suspend_updates():
-            self.button.props["color"] = "negative" if busy else "primary"
-            self.button.props["aria-label"] = "Stop" if busy else "Send"
         self.button.mark("stop" if busy else "send")
-        self.button.set_icon("stop" if busy else "send")
 
     async def _enter(self, event: GenericEventArguments) -> None:
         if isinstance(event.args, str):

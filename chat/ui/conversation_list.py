@@ -94,12 +94,12 @@ class ConversationList:
         and the ⋮ button of its menu."""
         with (
             ui.row()
-            .classes("w-full items-center no-wrap rounded px-2 py-1 parley-conversation-row")
+            .classes("parley-conversation-row")  # styled in parley.css: short class lists, fewer bytes per new row
             .mark(f"conversation-{conversation_id}") as row
         ):
             self.titles[conversation_id] = (
                 ui.link(title, f"/c/{conversation_id}")
-                .classes("parley-conversation-link flex-grow min-w-0 truncate text-sm text-inherit no-underline py-1")
+                .classes("parley-conversation-link")
                 .mark("conversation-title")
             )
             button = ui.button(icon="more_vert", on_click=lambda: self._open_menu(conversation_id, button))

@@ -190,7 +190,7 @@ class MessageView(ui.column):
             details = describe_generation(message)
             if details:
                 ui.label(details).classes("text-xs").mark("message-details")
-            LocalTime(message.created_at).classes("ml-1")
+            LocalTime(message.created_at)
 
     def _build_variant_nav(self) -> None:
         ids = [v.id for v in self.variants]

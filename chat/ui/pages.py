@@ -150,7 +150,8 @@ async def layout(
             .props('flat round title="Conversation settings" aria-label="Conversation settings"')
             .mark("settings")
         )
-        settings_button.visible = conversation_id is not None
+        if conversation_id is None:  # shown by parley.css once the first message is on the page: nothing to send
+            settings_button.classes("parley-after-first-message")
         shortcut = next(s.keys[0] for s in SHORTCUTS if s.action == "help")
         ui.button(icon="keyboard", on_click=show_shortcuts).props(
             f'flat round aria-label="Keyboard shortcuts" title="Keyboard shortcuts ({shortcut})"'
@@ -178,7 +179,6 @@ async def layout(
         ui.context.client.on_delete(engine.watch_conversation(conversation_id, on_title))
         conversations.current_id = conversation_id
         current[:] = [conversation_id]
-        settings_button.set_visibility(True)
 
     def created(conversation_id: int, title: str) -> None:
         """The first Send made the conversation, titled from its message: show that title."""

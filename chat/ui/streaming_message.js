@@ -57,6 +57,9 @@ export default {
     phase(value) {
       this.currentPhase = value;
     },
+    live() {
+      this.announce();
+    },
   },
   created() {
     // not reactive on purpose: the buffer changes per delta, the template must not
@@ -80,6 +83,7 @@ export default {
     );
   },
   async mounted() {
+    if (this.live) this.announce();
     this.$el.addEventListener("click", this.onClick);
     await this.$nextTick(); // wait for window.path_prefix to be set
     this.follow(); // the stream's first frames may arrive while the styles load: they go to the buffer
@@ -94,11 +98,16 @@ export default {
   },
   unmounted() {
     this.gone = true;
+    if (this.live) this.announce();
     if (this.frame) cancelAnimationFrame(this.frame);
     this.connection?.close();
     this.$el.removeEventListener("click", this.onClick);
   },
   methods: {
+    /** Tell the page that this message started or stopped being live (send_button.js shows Stop meanwhile). */
+    announce() {
+      this.$nextTick(() => document.dispatchEvent(new CustomEvent("parley-live")));
+    },
     /** Follow a live answer's stream from the characters this tab already has, until it ends. */
     follow() {
       if (!this.live || !this.stream || this.gone) return;
