@@ -98,9 +98,7 @@ class ConversationList:
             .mark(f"conversation-{conversation_id}") as row
         ):
             self.titles[conversation_id] = (
-                ui.link(title, f"/c/{conversation_id}")
-                .classes("parley-conversation-link")
-                .mark("conversation-title")
+                ui.link(title, f"/c/{conversation_id}").classes("parley-conversation-link").mark("conversation-title")
             )
             button = ui.button(icon="more_vert", on_click=lambda: self._open_menu(conversation_id, button))
             button.props('flat dense round size=sm aria-label="Conversation menu"').mark("conversation-menu")
