@@ -136,6 +136,26 @@ class Settings(BaseSettings):
     concurrent_answers: int | None = Field(
         2, ge=1, description="Most answers of one user generating at once, with accounts."
     )
+    tools: bool = Field(
+        True,
+        description="Offer the built-in tools (calculator, current_time) and the MCP servers' tools to upstream models "
+        "that take tools (the embedded model takes none).",
+    )
+    mcp_config: Path | None = Field(
+        None,
+        description='JSON file of MCP servers, in the shape other MCP clients use: {"mcpServers": {"time": '
+        '{"command": "mcp-server-time"}, "docs": {"url": "http://127.0.0.1:9000/mcp"}}}.',
+    )
+    tool_timeout: float = Field(
+        120.0, gt=0, description="Seconds one tool call may run before it fails (MCP servers may need minutes)."
+    )
+    approval_timeout: float = Field(
+        600.0, gt=0, description="Seconds a tool call waits for the user's approval before it expires."
+    )
+    max_tool_steps: int = Field(
+        8, ge=1, le=100, description="Most rounds of tool calls in one answer (the model asks, tools answer)."
+    )
+    max_tool_calls: int = Field(32, ge=1, le=1000, description="Most tool calls in one answer.")
     login_attempts_per_ip: int = Field(20, ge=1, description="Failed logins allowed per client address per minute.")
     login_attempts_per_name: int = Field(5, ge=1, description="Failed logins allowed per user name per minute.")
 

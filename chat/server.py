@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
@@ -16,10 +17,12 @@ from .auth import Accounts, session_secret
 from .auth.http import register_login
 from .config import Settings, check_exposure
 from .engine import Engine, Limits
+from .engine.tool_loop import ToolLimits, ToolLoop
 from .provider import EMBEDDED_MODELS, EmbeddedModel, EmbeddedModelServer, Provider, ProviderError
 from .provider.errors import redact
 from .provider.tokens import CounterCache
 from .store import Store
+from .tools import Toolbox
 from .ui.csp import ContentSecurityPolicy
 from .ui.pages import register_pages
 from .ui.theme import FAVICON
@@ -95,6 +98,7 @@ def embedded_provider(
         system_in_first_turn=not model.system_role,
         served_models=[model.id],
         refuse=model.refuse,
+        tools_supported=False,  # llama-cpp-python's server with these small models calls no tools
         **options,
     )
     return provider
@@ -122,6 +126,14 @@ def build_services(settings: Settings) -> Services:
             **provider_options(settings),
         )
     default_model = settings.model or (embedded_model.id if embedded_model else PREFERRED_MODELS[0])
+    toolbox = None
+    if settings.tools:
+        try:
+            toolbox = Toolbox(builtins=True, mcp_config=settings.mcp_config, call_timeout=settings.tool_timeout)
+        except ValueError as error:  # a malformed --mcp-config: one line, as for any bad setting
+            print(f"error: --mcp-config: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+    limits = ToolLimits(settings.max_tool_steps, settings.max_tool_calls, settings.approval_timeout)
     engine = Engine(
         store,
         provider,
@@ -130,6 +142,7 @@ def build_services(settings: Settings) -> Services:
         checkpoint_interval=settings.checkpoint_interval,
         max_message_length=settings.max_message_length,
         limits=Limits(settings.messages_per_minute, settings.concurrent_answers),
+        tools=ToolLoop(toolbox, store, limits),
     )
     accounts = Accounts(
         store,
@@ -185,6 +198,8 @@ def setup(settings: Settings) -> Services:
         await services.engine.shutdown()
         await asyncio.sleep(0)  # let the UI tasks the finished answers woke run before NiceGUI cancels every task
         await services.provider.close()
+        if services.engine.tools is not None and services.engine.tools.toolbox is not None:
+            await services.engine.tools.toolbox.aclose()
         if services.embedded is not None:
             await services.embedded.stop()
         services.store.close()

@@ -4,7 +4,8 @@ The fake listens on ``127.0.0.1`` and is reached over TCP by the unmodified ``op
 It runs Starlette on uvicorn in a daemon thread with its *own* asyncio event loop, so it serves sync tests and async
 tests alike: the app under test keeps the pytest event loop to itself.
 
-What the next requests do is described by :class:`Script` (``fake.script``, mutable from the test); what happened is
+What the next requests do is described by :class:`Script` (``fake.script``, mutable from the test; or queued, one per
+request, in ``fake.scripts``); what happened is
 recorded in ``fake.requests`` (request bodies), ``fake.streams`` (one :class:`StreamRecord` per answered request, with
 the wall-clock time it arrived and the time of each content token written) and ``fake.log`` (wall-clock time of every
 content token written, across requests).
@@ -13,6 +14,7 @@ Control endpoints (for a fake running in another process) live under ``/_fake/``
 
 * ``PUT /_fake/script`` -- body: a JSON object of :class:`Script` fields; the next requests use ``Script(**body)``
   (fields left out take their defaults). Answers ``{"ok": true}``, or 400 for an unknown field or a non-object.
+* ``PUT /_fake/scripts`` -- body: a JSON list of such objects; queued (replacing the queue), one per request.
 * ``GET /_fake/streams?since=K`` -- the stream records from index ``K`` (default 0) as JSON, see
   :meth:`StreamRecord.to_json`.
 * ``POST /_fake/reset`` -- like :meth:`FakeUpstream.reset`.
@@ -63,7 +65,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["FakeUpstream", "FakeUpstreamProcess", "Script", "StreamRecord"]
+__all__ = [
+    "FakeUpstream",
+    "FakeUpstreamProcess",
+    "Script",
+    "StreamRecord",
+    "content_deltas",
+    "llamacpp_tool_call_deltas",
+    "ollama_tool_call_deltas",
+    "openai_tool_call_deltas",
+    "reasoning_content_deltas",
+    "reasoning_field_deltas",
+    "think_tag_deltas",
+]
 
 _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),
@@ -93,6 +107,10 @@ class Script:
     """Seconds between the response headers (plus the role chunk) and the first content chunk."""
     pieces: list[str] | None = None
     """Exact content deltas to stream instead of the generated ``"w{i} "`` tokens."""
+    deltas: list[dict] | None = None
+    """Exact ``delta`` objects to stream instead of ``pieces`` / tokens, one chunk each, paced and counted (for
+    ``tokens_sent`` and the ``*_after`` cuts) like tokens: ``{"content": ...}``, ``{"tool_calls": [...]}``,
+    ``{"reasoning_content": ...}``... (see the ``*_deltas`` helpers)."""
     finish_reason: str = "stop"
     """``finish_reason`` of the final chunk: ``"stop"``, ``"length"``, ``"content_filter"``, ..."""
     status: int | None = None
@@ -108,6 +126,11 @@ class Script:
     "tokens" (the fake counts whitespace-separated words plus 4 per message)."""
     reject_stream_options: bool = False
     """Refuse a request carrying ``stream_options`` with a 400 naming it, as some older servers do."""
+    reject_tools: str | None = None
+    """Refuse a request carrying ``tools`` with ``reject_tools_status`` and this error message (e.g. Ollama's
+    ``"fake-model does not support tools"``)."""
+    reject_tools_status: int = 400
+    """The HTTP status of a ``reject_tools`` refusal (llama.cpp's server answers some with 500)."""
     hang: bool = False
     """Accept the request but never send response headers, until the client goes away."""
     stall_after: int | None = None
@@ -225,6 +248,136 @@ def _word_count(messages: Any) -> int:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     words += len(part["text"].split())
     return words
+
+
+# -- delta helpers: what each upstream streams, as ``Script.deltas`` ------------------------------------------------
+
+Calls = Sequence[tuple[str, dict[str, Any]]]
+"""Tool calls to stream: ``[("name", {"argument": value, ...}), ...]``."""
+
+
+def _fragments(text: str, size: int) -> list[str]:
+    """``text`` cut into pieces of ``size`` characters (at least one piece, ``""`` for empty text)."""
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _ids(calls: Calls, ids: Sequence[str | None] | None) -> list[str | None]:
+    """One id per call: ``ids`` as given (None: the upstream sends none), else generated ``call_<hex>`` ids."""
+    if ids is None:
+        return [f"call_{uuid.uuid4().hex[:24]}" for _ in calls]
+    if len(ids) != len(calls):
+        raise ValueError("give one id (or None) per call")
+    return list(ids)
+
+
+def _tool_call(index: int | None, call_id: str | None, name: str | None, arguments: str | None) -> dict:
+    """One ``ChoiceDeltaToolCall`` object; ``None`` fields are left out (an upstream that does not send them)."""
+    function = {key: value for key, value in (("name", name), ("arguments", arguments)) if value is not None}
+    fields = {"index": index, "id": call_id, "type": "function" if call_id or name else None, "function": function}
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def openai_tool_call_deltas(
+    calls: Calls, fragment: int = 5, ids: Sequence[str | None] | None = None, with_index: bool = True
+) -> list[dict]:
+    """OpenAI's style: per call, a first delta with ``index``, ``id``, ``type`` and ``function.name`` (arguments
+    ``""``), then the arguments JSON in ``fragment``-character pieces with only ``index`` and ``function.arguments``.
+
+    Args:
+        calls: ``[("name", {"arg": value}), ...]``; index ``i`` for the ``i``-th.
+        fragment: characters of arguments per delta.
+        ids: one id per call (None for a call sent without one); default: generated ``call_<hex>`` ids.
+        with_index: False leaves ``index`` out (servers that omit it).
+    """
+    deltas = []
+    for index, ((name, arguments), call_id) in enumerate(zip(calls, _ids(calls, ids), strict=True)):
+        position = index if with_index else None
+        deltas.append({"tool_calls": [_tool_call(position, call_id, name, "")]})
+        for piece in _fragments(json.dumps(arguments), fragment):
+            deltas.append({"tool_calls": [_tool_call(position, None, None, piece)]})
+    return deltas
+
+
+def llamacpp_tool_call_deltas(calls: Calls, fragment: int = 5, ids: Sequence[str | None] | None = None) -> list[dict]:
+    """llama.cpp's server's style: every delta of a call repeats ``index``, ``id``, ``type`` and ``function.name``,
+    with the next ``fragment``-character piece of the arguments. Args as ``openai_tool_call_deltas``."""
+    deltas = []
+    for index, ((name, arguments), call_id) in enumerate(zip(calls, _ids(calls, ids), strict=True)):
+        for piece in _fragments(json.dumps(arguments), fragment):
+            deltas.append({"tool_calls": [_tool_call(index, call_id, name, piece)]})
+    return deltas
+
+
+def ollama_tool_call_deltas(
+    calls: Calls, ids: Sequence[str | None] | None = None, one_chunk: bool = False
+) -> list[dict]:
+    """Ollama's style: each call whole (name and all its arguments) in one delta, every one with index 0.
+
+    Args:
+        calls: ``[("name", {"arg": value}), ...]``.
+        ids: one id per call (None: sent without one); default: generated ids.
+        one_chunk: all calls in one delta's ``tool_calls`` list (else one delta per call).
+    """
+    items = [
+        _tool_call(0, call_id, name, json.dumps(arguments))
+        for (name, arguments), call_id in zip(calls, _ids(calls, ids), strict=True)
+    ]
+    return [{"tool_calls": items}] if one_chunk else [{"tool_calls": [item]} for item in items]
+
+
+def content_deltas(text: str, fragment: int = 5) -> list[dict]:
+    """``text`` as ``{"content": piece}`` deltas of ``fragment`` characters."""
+    return [{"content": piece} for piece in _fragments(text, fragment)]
+
+
+def reasoning_content_deltas(text: str, fragment: int = 5) -> list[dict]:
+    """Reasoning as DeepSeek, vLLM and llama.cpp send it: ``{"reasoning_content": piece}`` deltas."""
+    return [{"reasoning_content": piece} for piece in _fragments(text, fragment)]
+
+
+def reasoning_field_deltas(text: str, fragment: int = 5) -> list[dict]:
+    """Reasoning as OpenRouter and Ollama send it: ``{"reasoning": piece}`` deltas."""
+    return [{"reasoning": piece} for piece in _fragments(text, fragment)]
+
+
+def think_tag_deltas(reasoning: str, answer: str, fragment: int = 5) -> list[dict]:
+    """Reasoning inside the content, as Qwen3 through a server that does not separate it: the content
+    ``"<think>{reasoning}</think>\\n\\n{answer}"`` in ``fragment``-character deltas (tags split across them)."""
+    return content_deltas(f"<think>{reasoning}</think>\n\n{answer}", fragment)
+
+
+def _accumulate(deltas: Sequence[dict]) -> dict[str, Any]:
+    """A non-streamed ``message`` from streamed deltas: content, ``reasoning_content`` and whole ``tool_calls``
+    (a call continues at its index until a different id, or a name after complete arguments, starts another)."""
+    content, reasoning, calls, at = "", "", [], {}
+    for delta in deltas:
+        content += delta.get("content") or ""
+        reasoning += delta.get("reasoning_content") or delta.get("reasoning") or ""
+        for item in delta.get("tool_calls") or []:
+            function, index, current = item.get("function") or {}, item.get("index") or 0, None
+            current = at.get(index)
+            name, arguments = function.get("name"), function.get("arguments") or ""
+            complete = current is not None and _is_json(current["function"]["arguments"])
+            if current is None or (item.get("id") and item["id"] != current["id"]) or (name and complete):
+                current = {"id": item.get("id") or f"call_{uuid.uuid4().hex[:24]}", "type": "function"}
+                current["function"] = {"name": name or "", "arguments": ""}
+                calls.append(current)
+                at[index] = current
+            current["function"]["arguments"] += arguments
+    message: dict[str, Any] = {"role": "assistant", "content": content or (None if calls else ""), "refusal": None}
+    if calls:
+        message["tool_calls"] = calls
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    return message
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 class _Exchange:
@@ -354,7 +507,7 @@ class _ChatResponse(Response):
         start = time.monotonic()
         await event(chunk({"role": "assistant", "content": ""}))
 
-        pieces = self.fake.pieces(script)
+        deltas = self.fake.deltas(script)
         cuts = [
             (n, kind)
             for n, kind in (
@@ -365,11 +518,11 @@ class _ChatResponse(Response):
             )
             if n is not None
         ]
-        limit, cut = min(cuts) if cuts else (len(pieces), None)
-        for index, piece in enumerate(pieces[:limit]):
+        limit, cut = min(cuts) if cuts else (len(deltas), None)
+        for index, delta in enumerate(deltas[:limit]):
             if await exchange.sleep_until(self._schedule(index, start)):
                 return self._over(exchange)
-            await event(chunk({"content": piece}))
+            await event(chunk(delta))
             self._sent(index)
         if cut is None and await exchange.sleep_until(0.0):
             return self._over(exchange)
@@ -402,11 +555,11 @@ class _ChatResponse(Response):
     async def _complete(self, exchange: _Exchange, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer a non-streaming request with one ``chat.completion`` once the last token is "generated"."""
         script, body = self.script, self.record.request
-        pieces = self.fake.pieces(script)
+        deltas = self.fake.deltas(script)
         start = time.monotonic()
-        if await exchange.sleep_until(self._schedule(max(len(pieces) - 1, 0), start)):
+        if await exchange.sleep_until(self._schedule(max(len(deltas) - 1, 0), start)):
             return self._over(exchange)
-        message = {"role": "assistant", "content": "".join(pieces), "refusal": None}
+        message = _accumulate(deltas)
         data: dict[str, Any] = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
@@ -415,7 +568,7 @@ class _ChatResponse(Response):
             "system_fingerprint": "fp_fake",
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": script.finish_reason}],
         }
-        for index in range(len(pieces)):
+        for index in range(len(deltas)):
             self._sent(index)
         if script.usage:
             data["usage"] = self._usage()
@@ -435,6 +588,8 @@ class FakeUpstream:
     Use as a context manager or call :meth:`start` / :meth:`stop`. Attributes read by tests:
 
     * ``script`` -- the :class:`Script` for the next requests.
+    * ``scripts`` -- a queue of scripts: each request (rejected ones included) takes the first, if any, instead of
+      ``script`` (a tool loop's follow-up request then gets its own answer).
     * ``requests`` -- every chat-completion request body received (after auth), in order, including rejected ones.
     * ``streams`` -- one :class:`StreamRecord` per request that got past validation, in order.
     * ``log`` -- ``(time.time() seconds, token index)`` for each content token written, across all requests.
@@ -446,6 +601,7 @@ class FakeUpstream:
         self.models: list[str] = list(models)
         self.api_key = api_key
         self.script = Script()
+        self.scripts: list[Script] = []
         self.requests: list[dict] = []
         self.streams: list[StreamRecord] = []
         self.log: list[tuple[float, int]] = []
@@ -459,6 +615,7 @@ class FakeUpstream:
                 Route("/v1/models", self._list_models, methods=["GET"]),
                 Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
                 Route("/_fake/script", self._put_script, methods=["PUT"]),
+                Route("/_fake/scripts", self._put_scripts, methods=["PUT"]),
                 Route("/_fake/streams", self._get_streams, methods=["GET"]),
                 Route("/_fake/reset", self._post_reset, methods=["POST"]),
             ]
@@ -555,8 +712,9 @@ class FakeUpstream:
     # -- scripting helpers -----------------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Back to a default :class:`Script`; clear ``requests``, ``streams`` and ``log``."""
+        """Back to a default :class:`Script`; clear ``scripts``, ``requests``, ``streams`` and ``log``."""
         self.script = Script()
+        self.scripts.clear()
         self.requests.clear()
         self.streams.clear()
         self.log.clear()
@@ -567,11 +725,22 @@ class FakeUpstream:
         return f"w{i} "
 
     def pieces(self, script: Script | None = None) -> list[str]:
-        """The content deltas ``script`` (default: the current one) streams: its ``pieces`` or generated tokens."""
+        """The content of each delta ``script`` (default: the current one) streams: its ``pieces`` or generated
+        tokens; with ``deltas``, each delta's ``content`` (``""`` for one without), so index ``n`` is delta ``n``."""
         script = script or self.script
+        if script.deltas is not None:
+            return [delta.get("content") or "" for delta in script.deltas]
         if script.pieces is not None:
             return list(script.pieces)
         return [self.token(i) for i in range(script.tokens)]
+
+    def deltas(self, script: Script | None = None) -> list[dict]:
+        """The ``delta`` objects ``script`` (default: the current one) streams, one chunk each: its ``deltas``, else
+        ``{"content": piece}`` for each of ``pieces``."""
+        script = script or self.script
+        if script.deltas is not None:
+            return copy.deepcopy(script.deltas)
+        return [{"content": piece} for piece in self.pieces(script)]
 
     def expected_text(self, n: int | None = None) -> str:
         """The text the first ``n`` content deltas make (default: all of them, per the current script)."""
@@ -610,12 +779,15 @@ class FakeUpstream:
         if not isinstance(body, dict):
             return _error(400, "The request body must be a JSON object.")
         self.requests.append(body)
-        script = copy.deepcopy(self.script)
+        queued = self.scripts.pop(0) if self.scripts else None
+        script = copy.deepcopy(queued or self.script)
         model = body.get("model")
         if model not in self.models:
             return _error(404, f"The model `{model}` does not exist", param="model", code="model_not_found")
         if script.reject_stream_options and "stream_options" in body:
             return _error(400, "Unrecognized request argument supplied: stream_options", param="stream_options")
+        if script.reject_tools is not None and "tools" in body:
+            return _error(script.reject_tools_status, script.reject_tools)
         if script.context_window is not None:
             messages = body.get("messages") or []
             counted = _word_count(messages) + 4 * len(messages)
@@ -625,9 +797,10 @@ class FakeUpstream:
                     f"resulted in {counted} tokens. Please reduce the length of the messages."
                 )
                 return _error(400, message, param="messages", code="context_length_exceeded")
-        if script.status is not None and (self.script.status_times is None or self.script.status_times > 0):
-            if self.script.status_times is not None:
-                self.script.status_times -= 1  # the live script, not this request's copy
+        live = queued or self.script  # status_times counts down on the live script, not this request's copy
+        if script.status is not None and (live.status_times is None or live.status_times > 0):
+            if live.status_times is not None:
+                live.status_times -= 1
             headers = None
             if script.retry_after is not None:
                 seconds = script.retry_after
@@ -644,6 +817,17 @@ class FakeUpstream:
             if not isinstance(fields, dict):
                 raise TypeError("the script must be a JSON object")
             self.script = Script(**fields)
+        except (ValueError, TypeError) as error:
+            return JSONResponse({"error": str(error)}, status_code=400)
+        return JSONResponse({"ok": True})
+
+    async def _put_scripts(self, request: Request) -> Response:
+        """``PUT /_fake/scripts``: replace the queue by ``[Script(**item) for item in body]``."""
+        try:
+            items = json.loads(await request.body())
+            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                raise TypeError("the scripts must be a JSON list of objects")
+            self.scripts = [Script(**item) for item in items]
         except (ValueError, TypeError) as error:
             return JSONResponse({"error": str(error)}, status_code=400)
         return JSONResponse({"ok": True})
@@ -748,6 +932,10 @@ class FakeUpstreamProcess:
     def set_script(self, script: Script) -> None:
         """Use ``script`` for the next chat-completion requests."""
         self._call("PUT", "/_fake/script", dataclasses.asdict(script))
+
+    def set_scripts(self, scripts: Sequence[Script]) -> None:
+        """Queue ``scripts``, one per next chat-completion request (replacing any queue)."""
+        self._call("PUT", "/_fake/scripts", [dataclasses.asdict(script) for script in scripts])
 
     def streams(self, since: int = 0) -> list[dict[str, Any]]:
         """Snapshots (:meth:`StreamRecord.to_json`) of the stream records from index ``since`` on."""

@@ -192,7 +192,7 @@ def test_refusals_have_openais_error_shape(parley: Parley, upstream: FakeUpstrea
         ({"n": 2}, "n", "n must be 1"),
         ({"temperature": 3}, "temperature", "less than or equal to 2"),
         ({"messages": [*hello, {"role": "assistant", "content": "Hi"}]}, "messages[1].role", "must have role `user`"),
-        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role", "Input should be"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id", "needs the `tool_call_id`"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
          "messages[0].content", "text parts only"),
         ({"messages": [{"role": "user", "content": "   "}]}, "messages[0].content", "empty"),

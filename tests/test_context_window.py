@@ -103,6 +103,7 @@ async def test_without_a_system_role_the_system_prompt_leads_the_first_user_turn
 def small_window(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setenv("PARLEY_CONTEXT_WINDOW", "400")
     monkeypatch.setenv("PARLEY_MAX_TOKENS", "100")
+    monkeypatch.setenv("PARLEY_TOOLS", "false")  # the tools' definitions alone would take most of 400 tokens
     return 400
 
 

@@ -104,6 +104,8 @@ ROUTES: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "cancel question": ("POST", "/api/messages/{question}/cancel", None),
     "regenerate answer": ("POST", "/api/messages/{answer}/regenerate", {"temperature": 1.5}),
     "regenerate question": ("POST", "/api/messages/{question}/regenerate", None),
+    "approve a tool call": ("POST", "/api/tool-calls/{call}/approve", {"always": True}),
+    "deny a tool call": ("POST", "/api/tool-calls/{call}/deny", None),
 }
 
 
@@ -115,7 +117,7 @@ def test_every_route_with_an_id_is_checked_here(team: Team, ann: Ann) -> None:
         (method.upper(), path) for path, operations in document["paths"].items() if "{" in path for method in operations
     }
     placeholders = {"{conversation}": "{conversation_id}", "{question}": "{message_id}", "{answer}": "{message_id}",
-                    "{variant}": "{message_id}"}  # fmt: skip
+                    "{variant}": "{message_id}", "{call}": "{call_id}"}  # fmt: skip
     covered = set()
     for method, path, _body in ROUTES.values():
         path = path.partition("?")[0]
@@ -130,7 +132,8 @@ def test_another_users_ids_are_not_found_and_nothing_changes(
     team: Team, ann: Ann, bob: httpx.Client, route: str
 ) -> None:
     method, template, body = ROUTES[route]
-    ids = {"conversation": ann.conversation, "question": ann.question, "answer": ann.answer, "variant": ann.variant}
+    ids = {"conversation": ann.conversation, "question": ann.question, "answer": ann.answer, "variant": ann.variant,
+           "call": "call_ann"}  # fmt: skip
     before = snapshot(team, ann)
 
     response = bob.request(method, template.format(**ids), json=body)

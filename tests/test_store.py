@@ -21,7 +21,7 @@ def test_migration_from_empty_database_to_head_matches_the_models(tmp_path: Path
     store.migrate()  # idempotent
     with store.engine.connect() as connection:
         context = MigrationContext.configure(connection)
-        assert context.get_current_revision() == "0004"
+        assert context.get_current_revision() == "0005"
         assert compare_metadata(context, SQLModel.metadata) == []
     store.close()
     tables = {
@@ -36,7 +36,7 @@ def test_migration_on_a_new_postgresql_database_matches_the_models(postgres_serv
     store.migrate()  # idempotent
     with store.engine.connect() as connection:
         context = MigrationContext.configure(connection)
-        assert context.get_current_revision() == "0004"
+        assert context.get_current_revision() == "0005"
         assert compare_metadata(context, SQLModel.metadata) == []
         assert {"conversation", "message", "alembic_version"} <= set(inspect(connection).get_table_names())
     store.close()

@@ -43,11 +43,12 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator
 from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException
 
 from ..engine import Event, Finished, ModelNotAllowed, RateLimited, TextDelta, clean_text
+from ..engine.events import ReasoningDelta, ToolArgumentsDelta, ToolCallStarted
 from ..provider import ProviderError
 from ..provider.errors import CONTEXT_LENGTH_EXCEEDED
 from ..refusals import Refusal
@@ -91,13 +92,35 @@ Content = Annotated[
 
 
 class ChatMessage(BaseModel):
-    """One message of the request. ``developer`` is taken as ``system``; tool messages and tool calls are not
-    supported."""
+    """One message of the request. ``developer`` is taken as ``system``. An assistant message may carry the
+    ``tool_calls`` it made and a ``tool`` message answers one (``tool_call_id``), for a client that runs its own tools
+    (``tools``)."""
 
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "developer", "user", "assistant"]
-    content: Content = Field(description="Text, or a list of text parts (joined).")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Content = Field(None, description="Text, or a list of text parts (joined); null for tool calls only.")
+    tool_calls: list[dict[str, Any]] | None = Field(None, description="An assistant message's calls (OpenAI's shape).")
+    tool_call_id: str | None = Field(None, description="The call a `tool` message answers.", validate_default=True)
+
+    @field_validator("tool_call_id")
+    @classmethod
+    def _answers_a_call(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("role") == "tool" and not value:
+            raise ValueError("a `tool` message needs the `tool_call_id` of the call it answers")
+        return value
+
+    def as_request(self) -> dict[str, Any]:
+        """This message as it is sent upstream (``developer`` as ``system``; text cleaned; tool fields kept)."""
+        role = "system" if self.is_system else self.role
+        message: dict[str, Any] = {"role": role, "content": clean_text(self.text) if self.content is not None else None}
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
+        if self.tool_call_id is not None:
+            message["tool_call_id"] = self.tool_call_id
+        if message["content"] is None and role != "assistant":
+            message["content"] = ""
+        return message
 
     @property
     def text(self) -> str:
@@ -141,7 +164,17 @@ class ChatCompletionRequest(BaseModel):
     n: int = Field(
         1, description="Must be 1: Parley generates one choice.", json_schema_extra={"minimum": 1, "maximum": 1}
     )
-    store: bool = Field(True, description="Keep the request and its answer as a conversation shown in Parley's UI.")
+    store: bool = Field(
+        True,
+        description="Keep the request and its answer as a conversation shown in Parley's UI (not with `tools` or tool "
+        "messages: those exchanges are passed through and not stored).",
+    )
+    tools: list[dict[str, Any]] | None = Field(
+        None,
+        description="The client's own tools (OpenAI's `{type: function, function: {name, description, parameters}}`): "
+        "passed to the model; its calls come back as `tool_calls` for the client to run and answer with `tool` "
+        "messages. Parley's own tools are never offered on /v1.",
+    )
     user: str | None = Field(None, description="Accepted and ignored.")
 
     @field_validator("n")
@@ -165,7 +198,9 @@ class Usage(BaseModel):
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[dict[str, Any]] | None = Field(None, description="The client's tools the model called.")
+    reasoning_content: str | None = Field(None, description="The model's reasoning, when it sent any.")
 
 
 class Choice(BaseModel):
@@ -188,6 +223,8 @@ class ChatCompletion(BaseModel):
 class ChunkDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class ChunkChoice(BaseModel):
@@ -377,8 +414,33 @@ class End:
         return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
-#: An answer as this module reads it: text, then one End.
-Answer = AsyncIterator[str | End]
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """New reasoning text of an answer (sent as ``reasoning_content``)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallDelta:
+    """A piece of a tool call for the client: its ``index`` in the answer, and on the first piece its ``id`` and
+    ``name``, else a fragment of ``arguments``."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+    def as_chunk(self) -> dict[str, Any]:
+        """OpenAI's streamed ``tool_calls`` item."""
+        if self.name is not None:
+            return {"index": self.index, "id": self.id, "type": "function",
+                    "function": {"name": self.name, "arguments": self.arguments}}  # fmt: skip
+        return {"index": self.index, "function": {"arguments": self.arguments}}
+
+
+#: An answer as this module reads it: text, reasoning and tool-call pieces, then one End.
+Answer = AsyncIterator[str | Reasoning | CallDelta | End]
 
 _UNFINISHED = {
     Status.cancelled: "The answer was stopped in Parley.",
@@ -396,12 +458,23 @@ def ending(message: Message) -> End:
 
 async def answer_of(events: AsyncIterator[Event]) -> Answer:
     """The engine's events of an answer (``Engine.follow``, ``Generation.follow``) as its text and its End."""
+    calls: dict[str, int] = {}
     async with contextlib.aclosing(events):  # type: ignore[type-var]
         async for event in events:
             if isinstance(event, TextDelta):
                 yield event.text
+            elif isinstance(event, ReasoningDelta):
+                yield Reasoning(event.text)
+            elif isinstance(event, ToolCallStarted) and event.source == "client":
+                calls[event.call_id] = len(calls)
+                yield CallDelta(calls[event.call_id], event.call_id, event.name)
+            elif isinstance(event, ToolArgumentsDelta) and event.call_id in calls:
+                yield CallDelta(calls[event.call_id], arguments=event.text)
             elif isinstance(event, Finished):
-                yield ending(event.message)
+                end = ending(event.message)
+                if calls and end.error is None:
+                    end = End("tool_calls", end.prompt_tokens, end.completion_tokens)
+                yield end
                 return
 
 
@@ -442,14 +515,40 @@ async def first_piece(answer: Answer) -> str | End:
     return await anext(answer)
 
 
-async def whole(answer: Answer) -> tuple[str, End]:
-    """The whole text of an answer and its End."""
+@dataclass(slots=True)
+class Whole:
+    """A whole answer: its text, reasoning, tool calls (OpenAI's message shape) and End."""
+
+    text: str
+    reasoning: str
+    tool_calls: list[dict[str, Any]]
+    end: End
+
+
+async def whole(answer: Answer) -> Whole:
+    """The whole answer, pieces joined."""
     parts: list[str] = []
+    reasoning: list[str] = []
+    calls: list[dict[str, Any]] = []
     async with contextlib.aclosing(answer):
         async for piece in answer:
             if isinstance(piece, End):
-                return "".join(parts), piece
-            parts.append(piece)
+                return Whole("".join(parts), "".join(reasoning), calls, piece)
+            if isinstance(piece, Reasoning):
+                reasoning.append(piece.text)
+            elif isinstance(piece, CallDelta):
+                if piece.name is not None:
+                    calls.append(
+                        {
+                            "id": piece.id,
+                            "type": "function",
+                            "function": {"name": piece.name, "arguments": piece.arguments},
+                        }
+                    )
+                else:
+                    calls[piece.index]["function"]["arguments"] += piece.arguments
+            else:
+                parts.append(piece)
     raise RuntimeError("an answer ended without its End")  # not reached: both sources end with one
 
 
@@ -488,8 +587,14 @@ async def events(reply: Reply, first: str | End, answer: Answer, include_usage: 
     async with contextlib.aclosing(answer):
         yield reply.chunk(ChunkDelta(role="assistant", content=""), usage=include_usage)
         piece = first
-        while isinstance(piece, str):
-            yield reply.chunk(ChunkDelta(content=piece), usage=include_usage)
+        while not isinstance(piece, End):
+            if isinstance(piece, Reasoning):
+                delta = ChunkDelta(reasoning_content=piece.text)
+            elif isinstance(piece, CallDelta):
+                delta = ChunkDelta(tool_calls=[piece.as_chunk()])
+            else:
+                delta = ChunkDelta(content=piece)
+            yield reply.chunk(delta, usage=include_usage)
             piece = await anext(answer)
         if piece.error is not None:
             failure = upstream_failure(piece.error, piece.status, piece.code, streamed=True)
@@ -596,10 +701,24 @@ async def chat_completions(
     messages in the last minute or answers running at once is 429 ``rate_limit_exceeded`` with ``Retry-After``
     (nothing is stored then). Requests with ``store`` false count towards both limits too.
     """
-    system, turns, last = split_messages(body.messages, engine.max_message_length)
     model = body.model.strip() or None
     max_tokens = body.max_completion_tokens or body.max_tokens
     headers: dict[str, str] = {}
+    client_tools = bool(body.tools) or any(m.role == "tool" or m.tool_calls for m in body.messages)
+    if client_tools:  # the client runs its own tools: passed through, not stored
+        messages = [message.as_request() for message in body.messages]
+        generation = await engine.answer_unstored(
+            messages, model=model, temperature=body.temperature, account=account, max_tokens=max_tokens,
+            client_tools=body.tools or None,
+        )  # fmt: skip
+        answer = answer_of(generation.follow(0))
+        reply_model = generation.model or engine.model_for(model)
+
+        async def on_gone() -> None:
+            await engine.cancel_unstored(generation)
+
+        return await respond(body, request, answer, reply_model, headers, on_gone)
+    system, turns, last = split_messages(body.messages, engine.max_message_length)
     if body.store:
         _, assistant = await engine.send(
             None, last, model=model, temperature=body.temperature, account=account, max_tokens=max_tokens,
@@ -626,17 +745,36 @@ async def chat_completions(
         async def on_gone() -> None:
             await engine.cancel_unstored(generation)
 
+    return await respond(body, request, answer, reply_model, headers, on_gone)
+
+
+async def respond(
+    body: ChatCompletionRequest,
+    request: Request,
+    answer: Answer,
+    reply_model: str,
+    headers: dict[str, str],
+    on_gone: Callable[[], Awaitable[Any]],
+) -> Any:
+    """The response to a chat completion request: the whole ``chat.completion``, or its chunks as server-sent
+    events; a client that goes away cancels the answer (``on_gone``)."""
     reply = Reply(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), reply_model)
     try:
         if not body.stream:
-            text, end = await unless_disconnected(request, whole(answer), on_gone)
+            result = await unless_disconnected(request, whole(answer), on_gone)
+            text, end = result.text, result.end
             if end.error is not None:
                 raise upstream_failure(end.error, end.status, end.code, streamed=bool(text))
-            choice = Choice(message=AssistantMessage(content=text), finish_reason=end.finish_reason)
+            message = AssistantMessage(
+                content=text if text or not result.tool_calls else None,
+                tool_calls=result.tool_calls or None,
+                reasoning_content=result.reasoning or None,
+            )
+            choice = Choice(message=message, finish_reason=end.finish_reason)
             completion = ChatCompletion(
                 id=reply.id, created=reply.created, model=reply_model, choices=[choice], usage=end.usage
             )
-            return JSONResponse(completion.model_dump(), headers=headers)
+            return JSONResponse(completion.model_dump(exclude_none=True), headers=headers)
         # the status waits for the first text: a failure before it (e.g. an unknown model) is an HTTP error
         first = await unless_disconnected(request, first_piece(answer), on_gone)
     except ClientGone:

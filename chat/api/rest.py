@@ -74,6 +74,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ..auth import Accounts
 from ..engine import LOCAL, Account, Engine, Finished, PhaseChanged, TextDelta, UsageReported
+from ..engine.events import ContentEvent, end_of, is_content, to_json
 from ..refusals import InvalidRequest
 from ..store import Conversation, Message, NotFound, Role, Status, Store, selected_path
 from .dependencies import (
@@ -125,6 +126,9 @@ class ConversationCreate(BaseModel):
     system_prompt: str = Field(None, json_schema_extra=_no_default)
     model: str | None = Field(None, description="null: the server's default model")
     temperature: Temperature = Field(None, json_schema_extra=_no_default)
+    tools: list[str] | None = Field(
+        None, description="The tools on in this conversation, by name (GET /api/tools); null: every tool offered."
+    )
 
 
 class ConversationUpdate(ConversationCreate):
@@ -164,6 +168,7 @@ class ConversationOut(BaseModel):
     system_prompt: str
     model: str | None
     temperature: float
+    tools: list[str] | None = Field(description="The tools on in this conversation; null: every tool offered.")
     created_at: datetime
     updated_at: datetime
 
@@ -193,6 +198,10 @@ class MessageOut(BaseModel):
     ttft: float | None = Field(description="Seconds to the first token.")
     duration: float | None = Field(description="Seconds from the request to the last chunk.")
     omitted_messages: int | None = Field(description="Earlier messages left out to fit the context window.")
+    events: list[dict[str, Any]] | None = Field(
+        description="An answer with more than text: its content events in order (reasoning, tool calls and their "
+        "results; the README's Answer events), null for text only."
+    )
     created_at: datetime
 
 
@@ -236,6 +245,9 @@ async def answer_events(
         async for event in engine.follow(message.id, position, account):
             if isinstance(event, TextDelta):
                 yield _event("text_delta", {"delta": event.text}, event.seq)
+            elif is_content(event):
+                name, data = content_event(event)  # type: ignore[arg-type]
+                yield _event(name, data, event.seq)
             elif isinstance(event, PhaseChanged):
                 yield _event("phase", {"phase": event.phase.value}, event.seq)
             elif isinstance(event, UsageReported):
@@ -251,6 +263,19 @@ async def answer_events(
                 return
     except NotFound as missing:  # deleted while we followed it
         yield _event("error", {"reason": str(missing)}, position)
+
+
+def content_event(event: ContentEvent) -> tuple[str, dict[str, Any]]:
+    """The SSE event name and data of a content event that is not text: its ``kind`` and its fields, with the tool
+    call's ``call_id`` as ``id`` and a delta's ``text`` as ``delta`` (README, "Answer events")."""
+    data = to_json(event)
+    name = data.pop("kind")
+    data.pop("seq")
+    if "call_id" in data:
+        data["id"] = data.pop("call_id")
+    if name in ("reasoning_delta", "tool_call_delta"):
+        data["delta"] = data.pop("text")
+    return name, data
 
 
 UNAUTHORIZED: dict[str, Any] = {
@@ -428,7 +453,7 @@ async def stream_answer(
     if live is None:  # finished, maybe since ``owned_answer`` read it: the row now holds the final text
         message = await asyncio.to_thread(services.store.get_message, message.id, owner=account.owner)
     start = next(value for value in (last_event_id, after, offset) if value is not None)
-    start = min(start, live.position if live is not None else len(message.content))  # past the end: the end
+    start = min(start, live.position if live is not None else end_of(message))  # past the end: the end
     return stream(services, message, account, start)
 
 
@@ -440,6 +465,74 @@ async def cancel_answer(message: OwnedAnswer, account: CurrentAccount, services:
     cancelled = await services.engine.cancel(message.id, account)
     stored = await asyncio.to_thread(services.store.get_message, message.id, owner=account.owner)
     return Cancelled(cancelled=cancelled, message=MessageOut.model_validate(stored))
+
+
+class ToolOut(BaseModel):
+    """A tool a model may call here."""
+
+    name: str = Field(description="The name the model calls it by.")
+    description: str
+    source: str = Field(description="`builtin`, or the MCP server's name in the MCP config.")
+    policy: str = Field(description="`auto` (runs), `ask` (waits for the owner's approval).")
+    input_schema: dict[str, Any] = Field(description="JSON Schema of its arguments.")
+
+
+class ToolsOut(BaseModel):
+    """The tools on offer, and why some are not."""
+
+    tools: list[ToolOut]
+    problems: dict[str, str] = Field(description="MCP server name -> why it is unavailable now.")
+    off_reason: str | None = Field(description="Why the default model gets no tools at all, or null.")
+
+
+class Decision(BaseModel):
+    """Approve a waiting tool call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    always: bool = Field(False, description="Always allow this tool (as it is now: a changed tool asks again).")
+
+
+class Decided(BaseModel):
+    """The decision was given to the waiting call."""
+
+    id: str
+    approved: bool
+
+
+@router.get("/tools", response_model=ToolsOut)
+async def list_tools(account: CurrentAccount, engine: EngineDep) -> Any:
+    """The tools a conversation may turn on (``tools`` of a conversation), built-in and from MCP servers."""
+    tools = await engine.available_tools(account)
+    problems = dict(engine.tools.toolbox.problems) if engine.tools and engine.tools.toolbox else {}
+    return ToolsOut(
+        tools=[ToolOut(name=t.name, description=t.description, source=t.source, policy=t.policy.value,
+                       input_schema=t.input_schema) for t in tools],
+        problems=problems,
+        off_reason=engine.tools_off_reason(),
+    )  # fmt: skip
+
+
+ToolCallId = Annotated[str, PathParam(min_length=1, max_length=200, description="The tool call's id.")]
+NOT_WAITING: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "No call of that id is waiting for your decision."}
+}
+
+
+@router.post("/tool-calls/{call_id}/approve", response_model=Decided, responses=NOT_WAITING)
+async def approve_tool_call(
+    call_id: ToolCallId, account: CurrentAccount, engine: EngineDep, body: Decision | None = None
+) -> Any:
+    """Let a tool call that waits for approval (``approval_required``) run; with accounts only its owner may."""
+    await engine.decide(call_id, True, always=bool(body and body.always), account=account)
+    return Decided(id=call_id, approved=True)
+
+
+@router.post("/tool-calls/{call_id}/deny", response_model=Decided, responses=NOT_WAITING)
+async def deny_tool_call(call_id: ToolCallId, account: CurrentAccount, engine: EngineDep) -> Any:
+    """Refuse a tool call that waits for approval: it does not run, and the model is told so."""
+    await engine.decide(call_id, False, account=account)
+    return Decided(id=call_id, approved=False)
 
 
 @router.post(

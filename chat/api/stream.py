@@ -5,14 +5,22 @@ Protocol (``GET /api/messages/{id}/stream?after=N``, upgraded to a WebSocket):
 * **text frame** — the next piece of the answer, nothing else: the UTF-8 bytes on the wire are the answer's own
   bytes, so streaming an answer of *n* bytes costs about *n* bytes (plus 2–4 bytes of WebSocket header per frame,
   RFC 6455 §5.2). Pieces that queue up while the socket is busy are joined into one frame.
-* **binary frame** — a JSON control message, rare: ``{"phase": "loading" | "queued" | "thinking"}`` before the
-  first text, and last ``{"end": {"status": ..., "length": L}}`` once the answer is stored (``L``: its length in
-  characters). The server then closes the socket with code 1000.
+* **binary frame** — a JSON object, one of:
+
+  * ``{"phase": P}``: the answer moved to phase ``P`` (``chat.engine.Phase``: ``"loading"``, ``"queued"``,
+    ``"retrying"``, ``"thinking"`` before the first text; ``"awaiting_approval"``, ``"running_tools"`` around tool
+    calls; ``"streaming"``);
+  * ``{"event": E}``: a content event that is not text (reasoning, a tool call starting, its arguments, its approval,
+    running, its result, a notice), ``E`` being ``chat.engine.events.to_json`` of it. ``E["seq"]`` is the answer's
+    position once the client has it: the client sets its position to it (text frames add their code points);
+  * last, ``{"end": {"status": ..., "length": L, "seq": S}}`` once the answer is stored (``L``: its text's length in
+    characters; ``S``: the answer's final position, ``L`` for an answer of text only). The server then closes the
+    socket with code 1000.
 * ``after`` — the answer's sequence number the client has (``chat/engine/events.py``; for text, how many characters,
   Unicode code points, it has; ``offset`` is its older name): the stream starts right after it, so a client that lost
-  its socket reconnects with what it counted and gets every character exactly once. A stored (finished) answer is
-  served the same way: its text after ``after``, then ``end``. Events that are neither text nor a phase or the end
-  (``usage``) are not sent: the page reads them from the stored message.
+  its socket reconnects with what it counted and gets every character and every event exactly once, tool steps
+  included. A stored (finished) answer is served the same way: its content after ``after``, then ``end``. Status events
+  other than a phase or the end (``usage``) are not sent: the page reads them from the stored message.
 * An unknown message, or another user's, closes with code 4404. With accounts (team mode) the socket needs the
   browser's login session cookie (or an ``Authorization: Bearer`` API token); without one it is accepted and closed
   at once with code 4401 (before accepting, a browser would only see the handshake fail with an HTTP 403).
@@ -33,6 +41,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..auth.http import connection_account
 from ..engine import LOCAL, Event, Finished, PhaseChanged, TextDelta
+from ..engine.events import ContentEvent, is_content, to_json
 from ..store import NotFound
 from .dependencies import api_services
 
@@ -57,7 +66,13 @@ def control_frame(event: PhaseChanged | Finished) -> bytes:
         return json.dumps({"phase": event.phase.value}).encode()
     message = event.message
     status = getattr(message.status, "value", message.status)
-    return json.dumps({"end": {"status": status, "length": len(message.content)}}).encode()
+    return json.dumps({"end": {"status": status, "length": len(message.content), "seq": event.seq}}).encode()
+
+
+def event_frame(event: ContentEvent) -> bytes:
+    """The binary frame of a content event that is not text: ``{"event": to_json(event)}`` (UTF-8 JSON; tool
+    arguments and results are sent as the untrusted strings they are, for the page to show as text)."""
+    return json.dumps({"event": to_json(event)}, ensure_ascii=False).encode()
 
 
 async def serve_stream(websocket: WebSocket, events: AsyncIterator[Event]) -> None:
@@ -85,6 +100,8 @@ async def _send(websocket: WebSocket, events: AsyncIterator[Event]) -> None:
         async for event in events:
             if isinstance(event, TextDelta):
                 await websocket.send_text(event.text)
+            elif is_content(event):
+                await websocket.send_bytes(event_frame(event))  # type: ignore[arg-type]
             elif isinstance(event, PhaseChanged | Finished):
                 await websocket.send_bytes(control_frame(event))
                 if isinstance(event, Finished):

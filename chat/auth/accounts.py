@@ -86,7 +86,9 @@ def session_secret(data_dir: Path, configured: str | None = None) -> str:
 
 def account_of(user: User) -> Account:
     """The engine's ``Account`` for a user."""
-    return Account(user_id=user.id, name=user.name, is_admin=user.is_admin, models=user.allowed_models)
+    return Account(
+        user_id=user.id, name=user.name, is_admin=user.is_admin, models=user.allowed_models, tools=user.allowed_tools
+    )
 
 
 def check_name(name: str) -> str:

@@ -1,4 +1,5 @@
-"""Saving the partial text of the answers that are streaming, all in one transaction per interval."""
+"""Saving the partial text (and, for answers with tool calls or reasoning, the events) of the answers that are
+streaming, all in one transaction per interval."""
 
 from __future__ import annotations
 
@@ -60,9 +61,10 @@ class Checkpointer:
             if not due:
                 continue
             contents = {message_id: generation.text for message_id, generation in due}
+            events = {message_id: generation.events_json() for message_id, generation in due if generation.rich}
             sizes = {message_id: generation.size for message_id, generation in due}
             try:
-                await asyncio.to_thread(self.store.checkpoint_many, contents)
+                await asyncio.to_thread(self.store.checkpoint_many, contents, events)  # type: ignore[arg-type]
             except Exception:  # the final write still stores the text; keep streaming
                 log.exception("checkpoint of %d answer(s) failed", len(contents))
                 continue

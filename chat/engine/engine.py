@@ -23,12 +23,14 @@ from typing import Any
 from ..provider import ChatStream, Provider, ProviderError
 from ..refusals import InvalidRequest, Refusal
 from ..store import Conversation, Message, NotFound, Role, Status, Store
+from ..tools import Tool
 from .changes import Change, Kind, Watcher, Watchers
 from .checkpoints import Checkpointer
-from .events import Event, Phase, replay
-from .generation import Generation
+from .events import Event, Phase, content_of, replay
+from .generation import Decision, Generation
 from .policy import LOCAL, Account, Limits, ModelNotAllowed
 from .text import DEFAULT_TITLE, clean_text, clean_title, make_title
+from .tool_loop import ToolLoop, assistant_messages, close_calls, hand_to_client, refuse_calls, stream_round
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +59,17 @@ class MessageTooLong(Refusal, ValueError):
     code = "message_too_long"
 
 
-#: A chat completion request's messages: ``[{"role": "system"|"user"|"assistant", "content": str}, ...]``.
-Messages = list[dict[str, str]]
+#: A chat completion request's messages: ``[{"role": "system"|"user"|"assistant", "content": str}, ...]``, and for an
+#: answer with tool calls the assistant's ``tool_calls`` and the ``role: "tool"`` messages (``tool_loop.py``).
+Messages = list[dict[str, Any]]
+
+
+class ToolCallNotWaiting(Refusal, LookupError):
+    """Raised when a decision is given for a tool call that is not waiting for one (decided, expired, unknown, or
+    another user's)."""
+
+    status = 404
+    code = "tool_call_not_waiting"
 
 
 class Engine:
@@ -72,6 +83,7 @@ class Engine:
         checkpoint_interval: seconds between two saves of a streaming answer's partial text.
         max_message_length: the longest message ``send`` accepts, in characters.
         limits: per-user limits on messages per minute and concurrent answers (default: none).
+        tools: runs the tool calls of answers (``tool_loop.ToolLoop``); None: answers never offer tools.
 
     Every method that names a conversation or message takes the ``account`` it is done for (default ``LOCAL``, the
     one person of personal mode): another user's conversation is ``NotFound``, as if it did not exist.
@@ -87,8 +99,10 @@ class Engine:
         checkpoint_interval: float = 0.5,
         max_message_length: int = 100_000,
         limits: Limits | None = None,
+        tools: ToolLoop | None = None,
     ) -> None:
         self.store = store
+        self.tools = tools
         self.limits = limits or Limits()
         self.max_message_length = max_message_length
         self.provider = provider
@@ -310,6 +324,7 @@ class Engine:
         max_tokens: int | None = None,
         system_prompt: str = "",
         history: Sequence[tuple[Role, str]] = (),
+        offer_tools: bool = True,
     ) -> tuple[Message, Message]:
         """Store a user message and start generating the answer to it.
 
@@ -325,6 +340,7 @@ class Engine:
             system_prompt: a new conversation's system prompt.
             history: a new conversation's earlier turns, ``(role, content)`` oldest first (a ``/v1`` request's), stored
                 before the message as ``complete`` messages.
+            offer_tools: offer the conversation's tools to the model (``/v1`` answers offer none of Parley's).
 
         Returns:
             ``(user_message, assistant_message)``; the assistant message is ``streaming``; both carry the
@@ -378,7 +394,8 @@ class Engine:
         with self._claim(conversation_id, "Wait for the current answer to finish, or stop it, before sending another "
                                           "message."):  # fmt: skip
             user, assistant, messages, conversation, first_title = await asyncio.to_thread(store_exchange)
-            self._start(assistant, messages, account.user_id, max_tokens)
+            enabled = conversation.tools if offer_tools else []
+            self._start(assistant, messages, account, max_tokens, enabled)
         owner = conversation.user_id
         if conversation_id is None:
             self.notify(user.conversation_id, "created", owner, conversation.title)
@@ -409,7 +426,7 @@ class Engine:
         original = await asyncio.to_thread(self.store.get_message, message_id, owner=account.owner)
         running = self.running_answers(account)
 
-        def store_variant() -> tuple[Message, Messages]:
+        def store_variant() -> tuple[Message, Messages, list[str] | None]:
             """In a thread, in one hop: check the account, store the new variant, build the request's messages."""
             conversation = self.store.get_conversation(original.conversation_id)
             answer_model = self.model_for(conversation.model)
@@ -420,12 +437,12 @@ class Engine:
                 model=answer_model,
                 temperature=conversation.temperature if temperature is None else temperature,
             )
-            return variant, self.request_messages(variant, conversation.system_prompt)
+            return variant, self.request_messages(variant, conversation.system_prompt), conversation.tools
 
         with self._claim(original.conversation_id, "Wait for the current answer to finish, or stop it, before "
                                                    "regenerating."):  # fmt: skip
-            variant, messages = await asyncio.to_thread(store_variant)
-            self._start(variant, messages, account.user_id)
+            variant, messages, enabled = await asyncio.to_thread(store_variant)
+            self._start(variant, messages, account, None, enabled)
         self.notify(original.conversation_id, "message", account.user_id)
         return variant
 
@@ -437,6 +454,7 @@ class Engine:
         temperature: float | None = None,
         account: Account = LOCAL,
         max_tokens: int | None = None,
+        client_tools: list[dict[str, Any]] | None = None,
     ) -> Generation:
         """Start answering ``messages`` without storing anything (``/v1`` with ``store: false``): the same generation
         as a stored answer's, followed with ``Generation.follow`` and stopped with ``cancel_unstored``. It counts
@@ -448,11 +466,16 @@ class Engine:
             temperature: default: the default temperature.
             account: who asks.
             max_tokens: most tokens of the answer (``--max-tokens`` caps it).
+            client_tools: the request's own tool definitions (a ``/v1`` client's, OpenAI's shape): offered to the
+                model as they are; a turn that calls them ends the answer (``finish_reason`` ``tool_calls``) with the
+                calls in its log, for the client to run. Parley's own tools are never offered here.
 
         Raises:
             EmptyMessage, MessageTooLong, ModelNotAllowed, RateLimited.
         """
-        messages = [*messages[:-1], {**messages[-1], "content": self._check_message(messages[-1]["content"])}]
+        last = messages[-1]
+        if last.get("role") != "tool":  # a client's tool results end a request that goes on with its tools
+            messages = [*messages[:-1], {**last, "content": self._check_message(last.get("content") or "")}]
         answer_model = model or self.default_model
         self.check_model(account, answer_model)
         self.limits.admit(account, self.running_answers(account))
@@ -461,7 +484,7 @@ class Engine:
             temperature=self.default_temperature if temperature is None else temperature,
         )  # fmt: skip
         self.unstored.add(generation)
-        self._run(generation, messages, max_tokens)
+        self._run(generation, messages, max_tokens, account, [], client_tools)
         return generation
 
     # -- stopping answers ------------------------------------------------------------------------------------------
@@ -507,7 +530,9 @@ class Engine:
         in a thread.
 
         The history is the chain of parents of ``assistant`` (the variants that answer was built on), oldest first;
-        assistant turns with no text (failed before any delta) are left out.
+        assistant turns with no text and no tool calls (failed before any delta) are left out. An answer with tool
+        calls stands as its rounds: the assistant's ``tool_calls``, the ``role: "tool"`` results, its final text
+        (``tool_loop.assistant_messages``); its reasoning is never sent back.
         """
         by_id = {m.id: m for m in self.store.messages(assistant.conversation_id)}
         chain: list[Message] = []
@@ -515,47 +540,150 @@ class Engine:
         while parent is not None:
             chain.append(parent)
             parent = by_id.get(parent.parent_id)
-        messages = [{"role": Role.system.value, "content": system_prompt}] if system_prompt.strip() else []
+        messages: Messages = [{"role": Role.system.value, "content": system_prompt}] if system_prompt.strip() else []
         for message in reversed(chain):
+            if message.role == Role.assistant and message.events:
+                messages.extend(assistant_messages(content_of(message), final=True))
+                continue
             if message.role == Role.assistant and not message.content:
                 continue
             messages.append({"role": message.role.value, "content": message.content})
         return messages
 
-    def _start(self, assistant: Message, messages: Messages, user_id: int | None, max_tokens: int | None = None):
-        """Start generating the stored answer ``assistant``."""
+    def _start(
+        self,
+        assistant: Message,
+        messages: Messages,
+        account: Account,
+        max_tokens: int | None = None,
+        enabled: list[str] | None = None,
+    ) -> None:
+        """Start generating the stored answer ``assistant`` (``enabled``: the conversation's tools; None: all)."""
         assert assistant.id is not None
         generation = Generation(
-            assistant.id, assistant.conversation_id, user_id, model=assistant.model, temperature=assistant.temperature
-        )
+            assistant.id, assistant.conversation_id, account.user_id, model=assistant.model,
+            temperature=assistant.temperature,
+        )  # fmt: skip
         self.generations[assistant.id] = generation
-        self._run(generation, messages, max_tokens)
+        self._run(generation, messages, max_tokens, account, enabled)
         self._checkpointer.start()
 
-    def _run(self, generation: Generation, messages: Messages, max_tokens: int | None) -> None:
+    def _run(
+        self,
+        generation: Generation,
+        messages: Messages,
+        max_tokens: int | None,
+        account: Account = LOCAL,
+        enabled: list[str] | None = None,
+        client_tools: list[dict[str, Any]] | None = None,
+    ) -> None:
         name = f"generation-{generation.message_id}" if generation.stored else "generation-not-stored"
         generation.task = asyncio.get_running_loop().create_task(
-            self._generate(generation, messages, max_tokens), name=name
+            self._generate(generation, messages, max_tokens, account, enabled, client_tools), name=name
         )
         generation.task.add_done_callback(lambda task: self._task_ended(generation))
 
-    async def _generate(self, generation: Generation, messages: Messages, max_tokens: int | None) -> None:
-        """Stream the answer into ``generation``, record how it ended, then store it (``_end``)."""
+    # -- tools -----------------------------------------------------------------------------------------------------
+
+    def tools_off_reason(self, model: str | None = None) -> str | None:
+        """Why answers of ``model`` (default: the default model) offer no tools, or None when they do."""
+        model = self.model_for(model)
+        if self.tools is None or self.tools.toolbox is None:
+            return "Tools are off (--no-tools)."
+        if not self.provider.tools_supported:
+            return "The built-in model cannot call tools; connect an upstream model to use them."
+        if not self.provider.takes_tools(model):
+            return f"Tools are off for {model}: its server does not take them."
+        return None
+
+    async def available_tools(self, account: Account = LOCAL) -> list[Tool]:
+        """The tools ``account`` may turn on in a conversation (empty without tools). A failing MCP server's tools are
+        missing; ``tools.toolbox.problems`` says why."""
+        return await self.tools.available(account) if self.tools is not None else []
+
+    async def _offered_tools(self, account: Account, enabled: list[str] | None, model: str) -> list[Tool]:
+        if self.tools is None or enabled == [] or self.tools_off_reason(model) is not None:
+            return []
+        try:
+            return await self.tools.offered(account, enabled)
+        except Exception:  # a broken toolbox must not stop the answer: it goes on without tools
+            log.exception("listing the tools failed; answering without them")
+            return []
+
+    async def decide(self, call_id: str, approve: bool, *, always: bool = False, account: Account = LOCAL) -> None:
+        """Approve or deny a tool call waiting for its owner (``always``: approve, and always allow this tool as it is
+        now, for this account).
+
+        Raises:
+            ToolCallNotWaiting: no call of that id of ``account``'s answers is waiting (decided, expired, unknown).
+        """
+        for generation in (*self.generations.values(), *self.unstored):
+            if call_id in generation.pending and (account.owner is None or generation.user_id == account.owner):
+                if generation.decide(call_id, Decision(approve, always and approve)):
+                    return
+        raise ToolCallNotWaiting(f"Tool call {call_id!r} not found: no call of that id is waiting for your decision.")
+
+    # -- the generation task ---------------------------------------------------------------------------------------
+
+    async def _generate(
+        self,
+        generation: Generation,
+        messages: Messages,
+        max_tokens: int | None,
+        account: Account = LOCAL,
+        enabled: list[str] | None = None,
+        client_tools: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Stream the answer into ``generation`` (round after round while the model calls tools), record how it
+        ended, then store it (``_end``)."""
         model, temperature = generation.model or self.default_model, generation.temperature or 0.0
         stream: ChatStream | None = None
         started = time.monotonic()
+        prompt_tokens = completion_tokens = 0
+        counted = False
         try:
-            stream = await self.provider.stream_chat_completion(
-                messages, model=model, temperature=temperature, on_wait=generation.set_phase, max_tokens=max_tokens
-            )
-            started = time.monotonic()
-            generation.set_phase(Phase.thinking)
-            async for chunk in stream:  # the stream keeps the finish_reason and the usage itself
-                if chunk.delta:
-                    if generation.ttft is None:
-                        generation.ttft = time.monotonic() - started
-                        generation.set_phase(Phase.streaming)
-                    generation.append(clean_text(chunk.delta))
+            offered = {tool.name: tool for tool in await self._offered_tools(account, enabled, model)}
+            definitions = client_tools or [tool.openai_tool() for tool in offered.values()] or None
+            calls_made = 0
+            for step in range(1, (self.tools.limits.max_steps if self.tools else 1) + 2):
+                request = [*messages, *assistant_messages(generation.content, final=False)] if step > 1 else messages
+                stream = await self.provider.stream_chat_completion(
+                    request, model=model, temperature=temperature, on_wait=generation.set_phase,
+                    max_tokens=max_tokens, tools=definitions,
+                )  # fmt: skip
+                if step == 1:
+                    started = time.monotonic()
+                generation.set_phase(Phase.thinking)
+                await stream_round(generation, stream, started, offered, client_tools)
+                await stream.aclose()
+                if stream.usage is not None or stream.completion_tokens is not None:
+                    counted = True
+                    prompt_tokens += (stream.usage.prompt_tokens or 0) if stream.usage else 0
+                    completion_tokens += stream.completion_tokens or 0
+                generation.finish_reason = stream.finish_reason
+                generation.omitted_messages = stream.omitted or None
+                if stream.tools_refused and definitions:
+                    generation.notice(f"Tools are off for {model}: its server does not take them.")
+                calls = stream.tool_calls
+                stream = None
+                if not calls or client_tools:
+                    if calls:
+                        hand_to_client(generation, calls)
+                    break
+                if self.tools is None or not offered:  # calls of tools nobody offered (a confused model)
+                    refuse_calls(generation, calls, "No tools were offered to this model.")
+                    break
+                limits = self.tools.limits
+                if step > limits.max_steps or calls_made + len(calls) > limits.max_calls:
+                    reason = (f"The answer stopped after {limits.max_steps} rounds of tool calls (--max-tool-steps)."
+                              if step > limits.max_steps else
+                              f"The answer stopped: it asked for more than {limits.max_calls} tool calls "
+                              "(--max-tool-calls).")  # fmt: skip
+                    refuse_calls(generation, calls, reason)
+                    generation.fail(Status.error, reason, code="tool_limit")
+                    break
+                calls_made += len(calls)
+                await self.tools.run_round(generation, calls, offered, account)
         except asyncio.CancelledError:
             if generation.cancelled_by_user:
                 generation.fail(Status.cancelled, None)
@@ -571,11 +699,17 @@ class Engine:
             if stream is not None:
                 with contextlib.suppress(Exception):
                     await stream.aclose()
-                generation.duration = time.monotonic() - started
                 generation.finish_reason = stream.finish_reason
-                generation.prompt_tokens = stream.usage.prompt_tokens if stream.usage is not None else None
-                generation.completion_tokens = stream.completion_tokens
                 generation.omitted_messages = stream.omitted or None
+                if stream.usage is not None or stream.completion_tokens is not None:
+                    counted = True
+                    prompt_tokens += (stream.usage.prompt_tokens or 0) if stream.usage else 0
+                    completion_tokens += stream.completion_tokens or 0
+            generation.duration = time.monotonic() - started
+            if counted:
+                generation.prompt_tokens = prompt_tokens or None
+                generation.completion_tokens = completion_tokens or None
+            close_calls(generation)
         await self._end(generation)
 
     def _task_ended(self, generation: Generation) -> None:

@@ -11,27 +11,51 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..store import Message, Role, Status
 from .events import (
+    ApprovalRequired,
     ContentEvent,
     Event,
     Finished,
+    Notice,
     Phase,
     PhaseChanged,
+    ReasoningDelta,
+    ReasoningEnded,
     TextDelta,
+    ToolArgumentsDelta,
+    ToolCallReady,
+    ToolCallStarted,
+    ToolResult,
+    ToolRunning,
+    ToolStatus,
     UsageReported,
     after,
     is_content,
+    joined,
+    numbered,
     replay,
+    to_json,
 )
 
 log = logging.getLogger(__name__)
 
 Subscriber = Callable[[Event], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The owner's decision on a tool call waiting for approval: run it or not, and whether to always allow the tool
+    (as it is now)."""
+
+    approve: bool
+    always: bool = False
 
 
 class Generation:
@@ -46,7 +70,8 @@ class Generation:
 
     Attributes:
         phase: where it is (``Phase``).
-        position: the log's position (``events.py``): characters of text so far.
+        position: the log's position (``events.py``): characters of text so far, plus the sizes of the other content
+            events.
         status, error, error_status, error_code, finish_reason, prompt_tokens, completion_tokens, ttft, duration,
             omitted_messages: its outcome as the engine records it (``Message``'s fields of the same names).
     """
@@ -70,8 +95,15 @@ class Generation:
         self.cancelled_by_user = False
         self.result: Message | None = None
         self.position = 0
-        self._content: list[ContentEvent] = []  # consecutive text deltas are joined when read (``_compacted``)
+        self._content: list[ContentEvent] = []  # consecutive deltas are joined when read (``_compacted``)
         self._compact = True
+        self._rich = False  # the log has more than text deltas (it is stored as ``Message.events``)
+        self._text_size = 0  # characters of text (``position`` counts the other events too)
+        self._reasoning_since: float | None = None  # monotonic time the current reasoning started
+        self._open_calls: dict[str, str] = {}  # tool call id -> name, for calls without a result yet
+        self.pending: dict[str, asyncio.Future[Decision]] = {}
+        """Tool calls waiting for their owner's decision, by call id."""
+        self.started = time.monotonic()
         self._subscribers: list[Subscriber] = []
         self._done = asyncio.Event()
         # the outcome
@@ -98,13 +130,29 @@ class Generation:
 
     @property
     def size(self) -> int:
-        """Characters of text so far (the position; O(1))."""
+        """The log's position (for a text-only answer, its characters; O(1))."""
         return self.position
 
     @property
     def text(self) -> str:
         """The text generated so far (joins the deltas once; O(new text) per call, so not per delta)."""
+        if not self._rich:
+            return "".join(event.text for event in self._compacted())  # type: ignore[union-attr]
         return "".join(event.text for event in self._compacted() if isinstance(event, TextDelta))
+
+    @property
+    def content(self) -> list[ContentEvent]:
+        """The content events so far, numbered, adjacent deltas joined."""
+        return list(self._compacted())
+
+    @property
+    def rich(self) -> bool:
+        """True when the answer has more than text (reasoning, tool calls, notices)."""
+        return self._rich
+
+    def events_json(self) -> list[dict[str, Any]] | None:
+        """The content events as ``Message.events`` stores them, or None for a text-only answer."""
+        return [to_json(event) for event in self._compacted()] if self._rich else None
 
     @property
     def done(self) -> bool:
@@ -113,13 +161,7 @@ class Generation:
 
     def _compacted(self) -> list[ContentEvent]:
         if not self._compact:
-            joined: list[ContentEvent] = []
-            for event in self._content:
-                if joined and isinstance(joined[-1], TextDelta) and isinstance(event, TextDelta):
-                    joined[-1] = TextDelta(joined[-1].text + event.text, event.seq)
-                else:
-                    joined.append(event)
-            self._content, self._compact = joined, True
+            self._content, self._compact = joined(self._content), True
         return self._content
 
     def subscribe(self, subscriber: Subscriber) -> tuple[list[ContentEvent], Callable[[], None]]:
@@ -162,7 +204,7 @@ class Generation:
 
         content, unsubscribe = self.subscribe(receive)
         try:
-            if self.phase != Phase.streaming and not content:
+            if self.phase != Phase.streaming:  # loading, queued, thinking; a tool step's phase
                 yield PhaseChanged(self.phase, self.position)
             for event in after(content, position):
                 yield event
@@ -201,11 +243,104 @@ class Generation:
 
     def append(self, text: str) -> None:
         """Add a text delta to the log and fan it out. O(subscribers)."""
+        if self._reasoning_since is not None:
+            self._end_reasoning()
         self.position += len(text)
+        self._text_size += len(text)
         event = TextDelta(text, self.position)
         self._content.append(event)
         self._compact = False
         self._publish(event)
+
+    def add(self, event: ContentEvent) -> ContentEvent:
+        """Add any content event to the log (numbered here) and fan it out; returns it numbered."""
+        if self._reasoning_since is not None and not isinstance(event, ReasoningDelta | ReasoningEnded):
+            self._end_reasoning()
+        self.position += event.size
+        event = numbered(event, self.position)  # type: ignore[assignment]
+        self._content.append(event)
+        self._compact = False
+        self._rich = True
+        self._publish(event)
+        return event
+
+    def elapsed(self) -> float:
+        """Seconds since the answer started (rounded to milliseconds, as tool events store them)."""
+        return round(time.monotonic() - self.started, 3)
+
+    def add_reasoning(self, text: str) -> None:
+        """Add reasoning text (``ReasoningDelta``); the block ends with the next other content (``ReasoningEnded``)."""
+        if self._reasoning_since is None:
+            self._reasoning_since = time.monotonic()
+        self.add(ReasoningDelta(text))
+
+    def _end_reasoning(self) -> None:
+        since, self._reasoning_since = self._reasoning_since, None
+        assert since is not None
+        self.add(ReasoningEnded(round(time.monotonic() - since, 1)))
+
+    def start_tool_call(self, call_id: str, name: str, source: str) -> None:
+        """The model started calling a tool (``ToolCallStarted``)."""
+        self._open_calls[call_id] = name
+        self.add(ToolCallStarted(call_id, name, source, self.elapsed()))
+
+    def add_tool_arguments(self, call_id: str, text: str) -> None:
+        """A fragment of a call's arguments (``ToolArgumentsDelta``)."""
+        self.add(ToolArgumentsDelta(call_id, text))
+
+    def tool_call_ready(self, call_id: str, name: str, arguments: str, parsed: dict | None, error: str | None):
+        """A call's arguments are complete (``ToolCallReady``)."""
+        self.add(ToolCallReady(call_id, name, arguments, parsed, error))
+
+    def tool_running(self, call_id: str) -> None:
+        """A call started running (``ToolRunning``)."""
+        self.add(ToolRunning(call_id, self.elapsed()))
+
+    def tool_result(self, call_id: str, status: ToolStatus, result: str, *, is_error: bool = False,
+                    truncated: bool = False, duration: float | None = None) -> None:  # fmt: skip
+        """A call ended (``ToolResult``); no-op for a call that has a result already."""
+        if self._open_calls.pop(call_id, None) is None:
+            return
+        self.add(ToolResult(call_id, status, result, is_error, truncated, self.elapsed(), duration))
+
+    def hand_over(self, call_id: str) -> None:
+        """A call that the client runs (a ``/v1`` client's own tool): it has no result in this answer."""
+        self._open_calls.pop(call_id, None)
+
+    def open_calls(self) -> list[str]:
+        """The ids of the calls without a result yet, in the order they started."""
+        return list(self._open_calls)
+
+    def notice(self, text: str) -> None:
+        """Tell the reader something about this answer, in its place (``Notice``)."""
+        self.add(Notice(text))
+
+    async def approval(self, call_id: str, name: str, source: str, *, timeout: float, changed: bool) -> Decision | None:
+        """Ask the owner to decide on a call (``ApprovalRequired``, phase ``awaiting_approval``) and wait.
+
+        Returns:
+            The decision, or None when nobody decided within ``timeout`` seconds.
+        """
+        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        self.pending[call_id] = future
+        self.add(ApprovalRequired(call_id, name, source, round(time.time() + timeout, 3), changed))
+        self.set_phase(Phase.awaiting_approval)
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            return None
+        finally:
+            self.pending.pop(call_id, None)
+            self.set_phase(Phase.awaiting_approval if self.pending else Phase.running_tools)
+
+    def decide(self, call_id: str, decision: Decision) -> bool:
+        """Give a waiting call its decision; False when it is not waiting (decided already, expired, unknown)."""
+        future = self.pending.get(call_id)
+        if future is None or future.done():
+            return False
+        future.set_result(decision)
+        return True
 
     def fail(self, status: Status, error: str | None, *, error_status: int | None = None, code: str | None = None):
         """Record that the answer ended otherwise than normally (``cancelled``, ``error``, ``interrupted``)."""
@@ -215,6 +350,7 @@ class Generation:
         """The answer's outcome as ``Store.finish_message`` takes it (its content included)."""
         return {
             "content": self.text,
+            "events": self.events_json(),
             "status": self.status,
             "error": self.error,
             "error_status": self.error_status,

@@ -36,12 +36,14 @@ class Account:
         name: the user's name, as shown.
         is_admin: may open the admin page.
         models: the model ids this user may use; None for every model.
+        tools: the tools (by the name a model sees) this user may use; None for every tool.
     """
 
     user_id: int | None
     name: str = "local"
     is_admin: bool = True
     models: frozenset[str] | None = None
+    tools: frozenset[str] | None = None
 
     @property
     def owner(self) -> int | None:
@@ -51,6 +53,10 @@ class Account:
     def may_use(self, model: str) -> bool:
         """True when this account may send requests to ``model``."""
         return self.models is None or model in self.models
+
+    def may_call(self, tool: str) -> bool:
+        """True when this account may have a model call ``tool``."""
+        return self.tools is None or tool in self.tools
 
 
 #: The one person of personal mode: owns everything, every model, no limits.

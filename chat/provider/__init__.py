@@ -4,6 +4,8 @@ from .client import ChatChunk, ChatStream, Provider, Usage
 from .embedded import EmbeddedModelServer
 from .embedded_models import EMBEDDED_MODELS, EmbeddedModel
 from .errors import ProviderError
+from .reasoning import ThinkSplitter
+from .tool_calls import ToolCall, ToolCallAccumulator, ToolCallDelta
 
 __all__ = [
     "EMBEDDED_MODELS",
@@ -13,5 +15,9 @@ __all__ = [
     "EmbeddedModelServer",
     "Provider",
     "ProviderError",
+    "ThinkSplitter",
+    "ToolCall",
+    "ToolCallAccumulator",
+    "ToolCallDelta",
     "Usage",
 ]

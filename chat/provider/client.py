@@ -3,7 +3,9 @@
 The request is the OpenAI Chat Completions API with ``stream=True``: the server answers with
 server-sent events, one ``chat.completion.chunk`` each, ending with ``data: [DONE]``; the SDK
 parses them. With ``stream_options={"include_usage": True}`` a last chunk with empty ``choices``
-carries ``usage`` (https://platform.openai.com/docs/api-reference/chat/create).
+carries ``usage`` (https://platform.openai.com/docs/api-reference/chat/create). With ``tools`` the
+chunks may carry tool calls (``tool_calls.py``); reasoning arrives in fields or ``<think>`` tags
+(``reasoning.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,7 +22,9 @@ import tenacity
 
 from .context import ContextTooLong, fit_to_context, reserve_for
 from .errors import CONTEXT_LENGTH_EXCEEDED, ProviderError, describe
+from .reasoning import ThinkSplitter, reasoning_of
 from .tokens import CounterCache, context_window
+from .tool_calls import ToolCall, ToolCallAccumulator, ToolCallDelta, refuses_tools
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +39,22 @@ class Usage:
 
 @dataclass(slots=True)
 class ChatChunk:
-    """What one upstream chunk adds: a text delta, and at the end a ``finish_reason`` and/or ``usage``."""
+    """What one upstream chunk adds.
+
+    Attributes:
+        delta: new answer text (any ``<think>`` part removed).
+        finish_reason: at the end, the upstream's ``finish_reason`` (``"stop"``, ``"length"``, ``"tool_calls"``...).
+        usage: the upstream's token counts, when this chunk carried them.
+        reasoning: new reasoning text: ``delta.reasoning_content`` (DeepSeek, vLLM, llama.cpp), ``delta.reasoning``
+            (OpenRouter, Ollama) or ``<think>`` content (see ``reasoning.py``).
+        tool_calls: what this chunk adds to the turn's tool calls (see ``ToolCallAccumulator``).
+    """
 
     delta: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    reasoning: str = ""
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
 
 
 class ChatStream:
@@ -49,7 +64,7 @@ class ChatStream:
     (llama.cpp's server and OpenAI both stop when the client goes away).
 
     While it is iterated it also keeps what the answer came to: ``finish_reason``, ``usage`` (the upstream's last),
-    ``deltas`` (chunks with text) and ``completion_tokens``.
+    ``deltas`` (chunks with anything new: text, reasoning or tool calls), ``completion_tokens`` and ``tool_calls``.
 
     Raises (while iterating):
         ProviderError: the upstream failed; ``reason`` says how.
@@ -62,9 +77,15 @@ class ChatStream:
         model: str,
         release: Callable[[], None],
         omitted: int = 0,
+        tools_refused: bool = False,
     ):
         self.omitted = omitted
         """Earlier messages the request left out to fit the model's context window (0: none)."""
+        self.tools_refused = tools_refused
+        """The request was given ``tools`` but sent without them, because the upstream refused them for this model
+        (now, or an earlier request: see ``Provider.takes_tools``)."""
+        self._calls = ToolCallAccumulator()
+        self._think = ThinkSplitter()
         self._provider = provider
         self._stream = stream
         self._model = model
@@ -75,12 +96,17 @@ class ChatStream:
         self.usage: Usage | None = None
         """The token counts the upstream sent (OpenAI: in a last chunk when ``stream_options.include_usage``)."""
         self.deltas = 0
-        """Chunks with text so far."""
+        """Chunks with anything new (text, reasoning, tool calls) so far."""
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        """The turn's tool calls so far, in order (complete once iteration ends; what arrived when it failed)."""
+        return self._calls.calls
 
     @property
     def completion_tokens(self) -> int | None:
-        """Tokens of the answer: the upstream's count, else one per chunk with text (servers that send no usage
-        stream a token per chunk); None when there is neither."""
+        """Tokens of the answer: the upstream's count, else one per chunk with anything new (servers that send no
+        usage stream a token per chunk); None when there is neither."""
         if self.usage is not None:
             return self.usage.completion_tokens
         return self.deltas or None
@@ -107,17 +133,23 @@ class ChatStream:
                         yield ChatChunk(usage=usage)
                     continue
                 choice = chunk.choices[0]
-                delta = (choice.delta.content if choice.delta else None) or ""
-                if delta:
+                content = (choice.delta.content if choice.delta else None) or ""
+                reasoning = reasoning_of(choice.delta)
+                calls = self._calls.add(getattr(choice.delta, "tool_calls", None) if choice.delta else None)
+                if content or reasoning or calls:
                     streamed = True
                     self.deltas += 1
-                if streamed:
-                    deadline = loop.time() + provider.idle_timeout
+                thought, delta = self._think.feed(content)
                 if choice.finish_reason:
                     finished = True
                     self.finish_reason = choice.finish_reason
-                if delta or choice.finish_reason or usage:
-                    yield ChatChunk(delta, choice.finish_reason, usage)
+                    held_thought, held_text = self._think.flush()
+                    thought, delta = thought + held_thought, delta + held_text
+                reasoning = thought + reasoning if thought else reasoning
+                if streamed:
+                    deadline = loop.time() + provider.idle_timeout
+                if delta or reasoning or calls or choice.finish_reason or usage:
+                    yield ChatChunk(delta, choice.finish_reason, usage, reasoning, calls)
         except TimeoutError as error:
             if streamed:
                 reason = f"The model server sent nothing for {provider.idle_timeout:g} s in the middle of the answer."
@@ -127,6 +159,9 @@ class ChatStream:
         except Exception as error:  # the SDK's errors and a malformed chunk's JSON error
             raise provider.describe(error, self._model, streamed=streamed) from error
         if not finished:
+            thought, delta = self._think.flush()  # what was held back of a possible tag is kept with the rest
+            if thought or delta:
+                yield ChatChunk(delta, reasoning=thought)
             raise provider.explain(
                 ProviderError("The model server ended the answer without finishing it (no finish_reason).")
             )
@@ -171,6 +206,8 @@ class Provider:
             model's one id): ``models()`` lists them without asking, and a request for another model fails before
             anything is sent, with ``refuse(model)`` (llama-cpp-python's server would answer it with its own model).
         refuse: the ProviderError for a model not in ``served_models`` (required with it).
+        tools_supported: whether requests may carry ``tools`` at all (False for the embedded model: llama-cpp-python's
+            server does not take them in its chat formats); True: sent until the upstream refuses them for a model.
     """
 
     def __init__(
@@ -192,6 +229,7 @@ class Provider:
         system_in_first_turn: bool = False,
         served_models: Sequence[str] | None = None,
         refuse: Callable[[str], ProviderError] | None = None,
+        tools_supported: bool = True,
     ) -> None:
         if (served_models is None) != (refuse is None):
             raise ValueError("Provider needs both served_models and refuse, or neither")
@@ -218,6 +256,8 @@ class Provider:
         self.max_tokens = max_tokens
         self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         self._usage_in_stream = True  # cleared when the server rejects stream_options
+        self.tools_supported = tools_supported
+        self.refusing_tools: set[str] = set()  # models the upstream refused ``tools`` for
 
     @property
     def base_url(self) -> str:
@@ -258,25 +298,39 @@ class Provider:
         except Exception as error:
             raise self.describe(error, "", streamed=False) from error
 
+    def takes_tools(self, model: str) -> bool:
+        """Whether a request for ``model`` may carry ``tools``: ``tools_supported``, and the upstream has not refused
+        them for this model (remembered for the provider's lifetime)."""
+        return self.tools_supported and model not in self.refusing_tools
+
     async def stream_chat_completion(
         self,
-        messages: list[dict[str, str]],
+        messages: list[dict[str, Any]],
         *,
         model: str,
         temperature: float,
         on_wait: Callable[[str], None] | None = None,
         max_tokens: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> ChatStream:
         """Start a streaming chat completion.
 
         Args:
-            messages: the request's messages, ``[{"role": "system"|"user"|"assistant", "content": str}, ...]``.
+            messages: the request's messages (OpenAI's shapes): ``{"role": "system"|"user"|"assistant", "content":
+                str}``, an assistant turn that called tools ``{"role": "assistant", "content": str | None,
+                "tool_calls": [{"id", "type": "function", "function": {"name", "arguments"}}]}`` and each result
+                ``{"role": "tool", "tool_call_id": str, "content": str}``.
             model: the model id.
             temperature: sampling temperature, 0 to 2.
             max_tokens: most tokens of this answer (e.g. a ``/v1`` request's ``max_tokens``); the configured
                 ``max_tokens`` caps it.
             on_wait: told ``"loading"`` while the upstream starts, ``"queued"`` while another answer
                 holds the upstream, ``"retrying"`` while waiting to send the request again.
+            tools: OpenAI tool definitions (``{"type": "function", "function": {"name", "description",
+                "parameters"}}``), sent as ``tools`` with no ``tool_choice`` (the upstream's default, ``"auto"``)
+                unless empty or None, ``tools_supported`` is False, or the upstream refused them for ``model``
+                before. An upstream that refuses them now (e.g. Ollama's "does not support tools") is asked again
+                without them, and the model remembered (``takes_tools``); the stream then says ``tools_refused``.
 
         Returns:
             The open stream; the caller must ``aclose()`` it.
@@ -299,9 +353,10 @@ class Provider:
         limit = self.answer_limit(max_tokens)
         try:
             for attempt in (1, 2):
-                request, omitted = await self.fit(messages, model, limit)
+                send = tools if tools and self.takes_tools(model) else None
+                request, omitted = await self.fit(messages, model, limit, send)
                 try:
-                    stream = await self._create_with_retries(request, model, temperature, on_wait, limit)
+                    stream = await self._create_with_retries(request, model, temperature, on_wait, limit, send)
                     break
                 except ProviderError as failure:
                     window = failure.context_window
@@ -313,7 +368,8 @@ class Provider:
         except BaseException:
             release()
             raise
-        return ChatStream(self, stream, model, release, omitted)
+        refused = bool(tools) and self.tools_supported and not self.takes_tools(model)
+        return ChatStream(self, stream, model, release, omitted, refused)
 
     def answer_limit(self, max_tokens: int | None) -> int | None:
         """The most tokens an answer may have: the smaller of ``max_tokens`` and the configured ``max_tokens`` (None:
@@ -327,10 +383,16 @@ class Provider:
         return self.learned_windows.get(model) or context_window(model, configured=self.context_window)
 
     async def fit(
-        self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None
-    ) -> tuple[list[dict[str, str]], int]:
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        max_tokens: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
         """The request's messages fitted to ``model``'s context window (oldest turns left out first; the system
-        prompt and the new message always kept; room kept for the answer, see ``context.reserve_for``).
+        prompt and the new message, with the tool calls and results of the turn in progress, always kept; an
+        assistant turn's tool calls left out only with their results; room kept for the answer, see
+        ``context.reserve_for``, and for the ``tools`` definitions the request carries).
 
         Returns:
             ``(messages, omitted)``: what to send, and how many earlier messages were left out.
@@ -342,7 +404,12 @@ class Provider:
         if window is None:
             return messages, 0
         counter = self.counters.get(model)
-        options = {"window": window, "reserve": reserve_for(window, max_tokens or self.max_tokens), "counter": counter}
+        options: dict[str, Any] = {
+            "window": window,
+            "reserve": reserve_for(window, max_tokens or self.max_tokens),
+            "counter": counter,
+            "tools": tools,
+        }
         try:
             if counter.exact:  # a real tokenizer may take a while on a long history it has not seen yet
                 fitted = await asyncio.to_thread(fit_to_context, messages, **options)
@@ -356,22 +423,24 @@ class Provider:
         return fitted.messages, fitted.omitted
 
     @staticmethod
-    def system_into_first_turn(messages: list[dict[str, str]]) -> list[dict[str, str]]:
-        """For chat formats with no system role: the system prompt becomes the start of the first user message."""
-        if not messages or messages[0]["role"] != "system":
+    def system_into_first_turn(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """For chat formats with no system role: the system prompt becomes the start of the first user message
+        (other messages, tool calls and results among them, unchanged)."""
+        if not messages or messages[0].get("role") != "system":
             return messages
-        system, rest = messages[0]["content"], messages[1:]
-        if rest and rest[0]["role"] == "user":
-            return [{"role": "user", "content": f"{system}\n\n{rest[0]['content']}"}, *rest[1:]]
+        system, rest = messages[0].get("content") or "", messages[1:]
+        if rest and rest[0].get("role") == "user" and isinstance(rest[0].get("content") or "", str):
+            return [{**rest[0], "content": f"{system}\n\n{rest[0].get('content') or ''}"}, *rest[1:]]
         return [{"role": "user", "content": system}, *rest]
 
     async def _create_with_retries(
         self,
-        messages: list[dict[str, str]],
+        messages: list[dict[str, Any]],
         model: str,
         temperature: float,
         on_wait: Callable[[str], None] | None,
         max_tokens: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> openai.AsyncStream[Any]:
         """``_create``, retried by tenacity while nothing has streamed: up to ``retries`` times, waiting what the
         upstream's ``Retry-After`` asks, else an exponential backoff with jitter (0.5 s, 1 s, 2 s, ... at most 8 s),
@@ -400,17 +469,24 @@ class Provider:
         )
         async for attempt in retrying:
             with attempt:
-                stream = await self._create(messages, model, temperature, max_tokens)
+                stream = await self._create(messages, model, temperature, max_tokens, tools)
         return stream
 
     async def _create(
-        self, messages: list[dict[str, str]], model: str, temperature: float, max_tokens: int | None = None
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        temperature: float,
+        max_tokens: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> openai.AsyncStream[Any]:
         if self.system_in_first_turn:
             messages = self.system_into_first_turn(messages)
         extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if self._usage_in_stream else {}
         if max_tokens:
             extra["max_tokens"] = max_tokens
+        if tools:
+            extra["tools"] = tools
         try:
             async with asyncio.timeout(self.read_timeout):  # the SDK's read timeout may be the longer idle_timeout
                 return await self.client.chat.completions.create(
@@ -423,11 +499,17 @@ class Provider:
         except TimeoutError as error:
             reason = f"The model server at {self.host} did not answer within {self.read_timeout:g} s."
             raise self.explain(ProviderError(reason)) from error
-        except openai.BadRequestError as error:
-            if "stream_options" in extra and "stream_options" in str(error.body or error.message):
+        except openai.APIStatusError as error:
+            said = f"{error.message} {error.body}"
+            if tools and refuses_tools(error.status_code, said):
+                if model not in self.refusing_tools:
+                    log.info("%s refuses tools for %s; asking without them from now on", self.host, model)
+                self.refusing_tools.add(model)
+                return await self._create(messages, model, temperature, max_tokens)
+            if error.status_code == 400 and "stream_options" in extra and "stream_options" in said:
                 log.info("%s rejects stream_options; asking without usage from now on", self.base_url)
                 self._usage_in_stream = False
-                return await self._create(messages, model, temperature, max_tokens)
+                return await self._create(messages, model, temperature, max_tokens, tools)
             raise self.describe(error, model, streamed=False) from error
         except Exception as error:
             raise self.describe(error, model, streamed=False) from error

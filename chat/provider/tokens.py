@@ -20,6 +20,7 @@ upstream's "context length exceeded" error, so an unknown window is learned from
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -34,7 +35,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-Message = Mapping[str, str]
+Message = Mapping[str, Any]
 
 #: Seconds before a failed tokenizer load (e.g. tiktoken offline) is tried again.
 RETRY_AFTER = 600.0
@@ -71,9 +72,11 @@ class TokenCounter(ABC):
         """Tokens one message adds to a request: its text and its per-message overhead.
 
         Args:
-            message: ``{"role": "system"|"user"|"assistant", "content": str}``.
+            message: ``{"role": "system"|"user"|"assistant"|"tool", "content": str | None, ...}``; what is counted
+                is ``message_text``: content None as empty, text parts' text, and an assistant turn's
+                ``tool_calls`` as their JSON text (how chat templates lay calls out varies; the JSON is close).
         """
-        return self._memo(message["role"], message["content"])
+        return self._memo(str(message.get("role") or ""), message_text(message))
 
     def request_tokens(self, has_system: bool) -> int:
         """Tokens a request adds once besides its messages: ``reply_tokens``, plus ``default_system_tokens`` when
@@ -90,11 +93,30 @@ class TokenCounter(ABC):
         Args:
             messages: the request's messages, ``[{"role": ..., "content": ...}, ...]``.
         """
-        has_system = bool(messages) and messages[0]["role"] == "system"
+        has_system = bool(messages) and messages[0].get("role") == "system"
         return sum(self.count_message(message) for message in messages) + self.request_tokens(has_system)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+def message_text(message: Message) -> str:
+    """The text of one message as counted: its ``content`` (None as ``""``; a list of parts as their ``text`` joined
+    by newlines), then, for an assistant turn that called tools, ``tool_calls`` as compact JSON on a line of its own.
+
+    Args:
+        message: an OpenAI chat message (``tool_calls``: ``[{"id", "type", "function": {"name", "arguments"}}]``).
+    """
+    content = message.get("content")
+    if isinstance(content, list):
+        text = "\n".join(str(part.get("text") or "") for part in content if isinstance(part, Mapping))
+    else:
+        text = content if isinstance(content, str) else ""
+    calls = message.get("tool_calls")
+    if calls:
+        dumped = json.dumps(calls, ensure_ascii=False, separators=(",", ":"), default=str)
+        text = f"{text}\n{dumped}" if text else dumped
+    return text
 
 
 class EstimateCounter(TokenCounter):

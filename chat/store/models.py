@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -54,6 +54,7 @@ class User(SQLModel, table=True):
     is_admin: bool = False
     disabled: bool = False
     models: str | None = None  # the models this user may use, one per line; None: every model
+    tools: str | None = None  # the tools this user may use, one name per line; None: every tool
     created_at: datetime = Field(default_factory=utcnow)
     last_login_at: datetime | None = None
 
@@ -61,6 +62,11 @@ class User(SQLModel, table=True):
     def allowed_models(self) -> frozenset[str] | None:
         """The models this user may use, or None for every model."""
         return None if self.models is None else frozenset(line for line in self.models.splitlines() if line)
+
+    @property
+    def allowed_tools(self) -> frozenset[str] | None:
+        """The tools this user may use (by the name the model sees), or None for every tool."""
+        return None if self.tools is None else frozenset(line for line in self.tools.splitlines() if line)
 
 
 class LoginSession(SQLModel, table=True):
@@ -115,6 +121,7 @@ class Conversation(SQLModel, table=True):
     system_prompt: str = ""
     model: str | None = None  # None: the app's default model
     temperature: float = 0.7
+    tools: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))  # on here; None: the default
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow, index=True)
 
@@ -144,4 +151,22 @@ class Message(SQLModel, table=True):
     ttft: float | None = None  # time to first token, seconds
     duration: float | None = None  # request to last chunk, seconds
     omitted_messages: int | None = None  # earlier messages left out of the request to fit the context window
+    # the answer's content events when it has more than text (reasoning, tool calls): ``engine/events.py``'s JSON
+    events: list[dict] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ToolApproval(SQLModel, table=True):
+    """A tool its user chose to "always allow": calls of it run without asking, as long as the tool is the same
+    (``fingerprint``: its description and input schema, ``chat/tools``); a changed tool asks again."""
+
+    __tablename__ = "tool_approval"
+    __table_args__ = (UniqueConstraint("user_id", "tool"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int | None = Field(  # None: personal mode
+        default=None, sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True)
+    )
+    tool: str = Field(max_length=64)
+    fingerprint: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow)

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, create_engine, select
 
 from ..refusals import InvalidRequest, Refusal
+from . import models
 from .models import ApiToken, Conversation, DailyUsage, LoginSession, Message, Role, Status, User, utcnow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -306,7 +307,7 @@ class Store:
         """Save the partial text of one streaming answer (see ``checkpoint_many``)."""
         self.checkpoint_many({message_id: content})
 
-    def checkpoint_many(self, contents: dict[int, str]) -> None:
+    def checkpoint_many(self, contents: dict[int, str], events: dict[int, list[dict]] | None = None) -> None:
         """Save the partial text of several streaming answers in one transaction.
 
         Only a message still ``streaming`` is changed, so a late checkpoint can never overwrite the
@@ -314,18 +315,22 @@ class Store:
 
         Args:
             contents: message id -> its text so far.
+            events: message id -> its content events so far (``Message.events``), for the answers with more than text.
         """
         if not contents:
             return
-        statement = (
-            update(Message)
-            .where(col(Message.id) == bindparam("message_id"), col(Message.status) == Status.streaming)
-            .values(content=bindparam("partial"))
-        )
+        events = events or {}
+        plain = [{"message_id": key, "partial": text} for key, text in contents.items() if key not in events]
+        rich = [
+            {"message_id": key, "partial": text, "log": events[key]} for key, text in contents.items() if key in events
+        ]
+        where = (col(Message.id) == bindparam("message_id"), col(Message.status) == Status.streaming)
         with self.engine.begin() as connection:  # Core executemany: one statement, one commit, for all of them
-            connection.execute(
-                statement, [{"message_id": key, "partial": content} for key, content in contents.items()]
-            )
+            if plain:
+                connection.execute(update(Message).where(*where).values(content=bindparam("partial")), plain)
+            if rich:
+                statement = update(Message).where(*where).values(content=bindparam("partial"), events=bindparam("log"))
+                connection.execute(statement, rich)
 
     def finish_message(self, message_id: int, **fields: Any) -> Message:
         """Store how an answer ended: content, status, error, finish_reason, usage, ttft, duration.
@@ -519,6 +524,22 @@ class Store:
         with self._session() as session:
             query = select(DailyUsage).where(col(DailyUsage.day) >= since)
             return list(session.exec(query.order_by(col(DailyUsage.day).desc(), col(DailyUsage.user_id))))
+
+    # -- tool approvals ---------------------------------------------------------------------------
+
+    def tool_approvals(self, user_id: int | None) -> dict[str, str]:
+        """The tools ``user_id`` (None: personal mode) always allows: tool name -> the fingerprint it was allowed at."""
+        with self._session() as session:
+            rows = session.exec(select(models.ToolApproval).where(col(models.ToolApproval.user_id) == user_id))
+            return {row.tool: row.fingerprint for row in rows}
+
+    def allow_tool(self, user_id: int | None, tool: str, fingerprint: str) -> None:
+        """Remember that ``user_id`` always allows ``tool`` as it is now (``fingerprint``); replaces an older one."""
+        with self._session() as session:
+            row = models.ToolApproval
+            session.execute(delete(row).where(col(row.user_id) == user_id, col(row.tool) == tool))
+            session.add(models.ToolApproval(user_id=user_id, tool=tool, fingerprint=fingerprint))
+            session.commit()
 
     @staticmethod
     def _unselect_siblings(session: Session, message: Message) -> None:

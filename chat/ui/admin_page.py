@@ -2,8 +2,8 @@
 
 * **Users**: name, admin, disabled, created, last login; Disable/Enable (disabling logs the user out, stops their
   running answers and stops their API tokens from working), Models (which models the user may use, or every
-  model), Delete (confirmed: their conversations, sessions, tokens and usage go too). An admin cannot disable or
-  delete themselves.
+  model), Tools (which tools the user may use, or every tool: ``User.tools``), Delete (confirmed: their
+  conversations, sessions, tokens and usage go too). An admin cannot disable or delete themselves.
 * **Add user**: name, password, admin.
 * **Usage**: tokens (prompt + completion) and answers per user per day, over the last 14 days (UTC).
 
@@ -20,7 +20,7 @@ from typing import cast
 from nicegui import ui
 
 from ..auth import Accounts, WeakPassword
-from ..engine import Account, Engine
+from ..engine import LOCAL, Account, Engine
 from ..store import DailyUsage, NameTaken, NotFound, Store, User
 from ..store.models import utcnow
 from .access import Guard, always_signed_in, not_found_notice, plain_header
@@ -138,7 +138,7 @@ class AdminPage:
         with self.users:
             with ui.row().classes("w-full min-w-max no-wrap gap-2 text-xs parley-muted border-b py-1"):
                 for title, width in (("Name", "w-40"), ("Admin", "w-14"), ("Disabled", "w-16"), ("Models", "w-40"),
-                                     ("Created", "w-36"), ("Last login", "w-36")):  # fmt: skip
+                                     ("Tools", "w-40"), ("Created", "w-36"), ("Last login", "w-36")):  # fmt: skip
                     ui.label(title).classes(width)
             for user in users:
                 self._user_row(user)
@@ -161,6 +161,8 @@ class AdminPage:
             ui.label("yes" if user.is_admin else "").classes("w-14")
             ui.label("disabled" if user.disabled else "").classes("w-16 parley-error").mark("user-disabled")
             ui.label(models).classes("w-40 truncate text-sm").mark("user-models")
+            tools = "all" if user.allowed_tools is None else ", ".join(sorted(user.allowed_tools)) or "none"
+            ui.label(tools).classes("w-40 truncate text-sm").mark("user-tools")
             ui.label(when(user.created_at)).classes("w-36 text-sm")
             ui.label(when(user.last_login_at)).classes("w-36 text-sm")
             with ui.row().classes("gap-1 no-wrap ml-auto"):
@@ -170,6 +172,9 @@ class AdminPage:
                 toggle.mark("enable-user" if user.disabled else "disable-user").set_enabled(not me)
                 ui.button("Models", on_click=lambda: self.edit_models(user)).props("flat dense no-caps").mark(
                     "user-models-edit"
+                )
+                ui.button("Tools", on_click=lambda: self.edit_tools(user)).props("flat dense no-caps").mark(
+                    "user-tools-edit"
                 )
                 delete = ui.button("Delete", on_click=lambda: self.delete(user)).props(
                     "flat dense no-caps color=negative"
@@ -262,6 +267,55 @@ class AdminPage:
             show_error(error)
             return
         ui.notify(f"Models of {user.name} saved", type="positive")
+        await self.refresh()
+
+    async def edit_tools(self, user: User) -> None:
+        """Ask which tools the user may use (every tool, or a chosen few, by the name the model sees) and save it as
+        ``User.tools`` (one name per line; None: every tool)."""
+        assert user.id is not None
+        try:
+            served = [tool.name for tool in await self.engine.available_tools(LOCAL)]
+        except Exception:  # a broken toolbox: the tools already allowed can still be edited
+            served = []
+        allowed = user.allowed_tools
+        options = sorted(set(served) | set(allowed or ()))
+        with ui.dialog() as dialog, ui.card().classes("min-w-[420px]"):
+            ui.label(f"Tools {user.name} may use").classes("text-lg")
+            every = ui.checkbox("All tools (also those added later)", value=allowed is None).mark("all-tools")
+            chosen = (
+                ui.select(
+                    options,
+                    value=sorted(allowed or ()),
+                    multiple=True,
+                    label="Tools",
+                    with_input=True,
+                    new_value_mode="add-unique",
+                )
+                .props("use-chips outlined dense")
+                .classes("w-full")
+                .mark("allowed-tools")
+            )
+            chosen.bind_enabled_from(every, "value", backward=lambda value: not value)
+            with ui.row().classes("w-full justify-end"):
+                ui.button("Cancel", on_click=lambda: dialog.submit(None)).props("flat")
+                ui.button(
+                    "Save", on_click=lambda: dialog.submit({"tools": None if every.value else list(chosen.value)})
+                ).mark("save-tools")
+        choice = await dialog
+        dialog.delete()
+        if choice is None or not await self.guard():
+            return
+        tools = (
+            None
+            if choice["tools"] is None
+            else "\n".join(sorted({str(name).strip() for name in choice["tools"]} - {""}))
+        )
+        try:
+            await asyncio.to_thread(self.store.update_user, user.id, tools=tools)
+        except Exception as error:
+            show_error(error)
+            return
+        ui.notify(f"Tools of {user.name} saved", type="positive")
         await self.refresh()
 
     # -- adding a user ----------------------------------------------------------------------------------

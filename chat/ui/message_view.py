@@ -1,8 +1,11 @@
 """One message on the page: a user bubble, or an assistant answer with its footer
 (status, Retry, variant navigation ‹ 2/3 ›, Regenerate at a chosen temperature, copy, details).
 
-A live answer's text goes to the browser through the answer's own stream (``chat/api/stream.py``), never through
-this view: the view only waits for the answer to end, then records the final text and builds the footer.
+A live answer's text and steps (reasoning, tool calls) go to the browser through the answer's own stream
+(``chat/api/stream.py``), never through this view: the view only waits for the answer to end, then records the final
+text and builds the footer. An answer with more than text gives its element its content events (stored:
+``Message.events``; live: the content so far). A decision on a tool call's approval card, in any tab, comes back here
+as the element's ``decide`` event and goes to ``Engine.decide``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from nicegui import background_tasks, ui
+from nicegui.events import GenericEventArguments
 
 from ..api.stream import stream_path
 from ..engine import LOCAL, Account, Engine, Generation
@@ -19,6 +23,7 @@ from ..store import Message, Role, Status
 from .access import Guard, always_signed_in
 from .copy_message import CopyMessage
 from .local_time import LocalTime
+from .notices import show_error
 from .streaming_message import StreamingMessage
 
 log = logging.getLogger(__name__)
@@ -133,9 +138,12 @@ class MessageView(ui.column):
                     stream=stream_path(self.message_id),
                     phase=generation.phase.value,
                     live_text=lambda: generation.text,
+                    events=generation.events_json(),
+                    live_events=lambda: generation.content,
                 )
+                self.body.on_decide(self._decide)  # only a live answer can wait for an approval
             else:
-                self.body = StreamingMessage(self.message.content)
+                self.body = StreamingMessage(self.message.content, events=self.message.events or None)
             self.body.classes("w-full").mark("assistant-message")
             self.footer = ui.row().classes("items-center gap-1 parley-muted parley-message-footer")
         self._build_footer(streaming=generation is not None)
@@ -159,9 +167,25 @@ class MessageView(ui.column):
         self.message = message
         if self.is_deleted or self.body is None:
             return
-        self.body.finished(message.content)
+        self.body.finished(message.content, message.events or None)
         self._build_footer(streaming=False)
         self.on_finished()
+
+    async def _decide(self, event: GenericEventArguments) -> None:
+        """An approval card's button: ``{"call_id", "approve", "always"}`` from the browser (untrusted: checked here,
+        and the engine answers only for a pending call of this account's)."""
+        args = event.args if isinstance(event.args, dict) else {}
+        call_id, approve, always = args.get("call_id"), args.get("approve"), args.get("always", False)
+        if not isinstance(call_id, str) or not isinstance(approve, bool) or not isinstance(always, bool):
+            return
+        if not await self.guard():
+            return
+        try:
+            await self.engine.decide(call_id, approve, always=always, account=self.account)
+        except Exception as error:  # decided elsewhere meanwhile, expired, or not this account's (a Refusal)
+            show_error(error)
+            if self.body is not None and not self.body.is_deleted:
+                self.body.decision_failed(call_id)
 
     def _build_footer(self, *, streaming: bool) -> None:
         self.footer.clear()

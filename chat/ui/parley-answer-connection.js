@@ -1,10 +1,12 @@
 // AnswerConnection: the page's connection to one live answer's stream, for StreamingMessage (streaming_message.js).
 //
 // The protocol is the server's: chat/api/stream.py for the WebSocket, chat/api/rest.py for server-sent events.
-// WebSocket text frames carry only the answer's text; binary frames a rare JSON control message ({phase} before the
-// first text, {end} once the answer is stored). The page counts the characters (code points) it has and asks for the
-// text after them (`?after=N`), so after a lost connection it reconnects, with backoff, and gets every character
-// exactly once. Close code 4404 (an application code, RFC 6455 §7.4.2) means the answer is gone.
+// WebSocket text frames carry only the answer's text; binary frames a JSON object: {phase}, {event} (a content
+// event that is not text: reasoning, a tool call's steps, a notice; its `seq` is the answer's position after it) or,
+// last, {end} once the answer is stored. The page keeps the answer's position (text frames add their code points, an
+// event sets it to its seq) and asks for what comes after it (`?after=N`), so after a lost connection it reconnects,
+// with backoff, and gets every character and every step exactly once. Close code 4404 (an application code,
+// RFC 6455 §7.4.2) means the answer is gone.
 //
 // For networks and proxies that block WebSockets: after WEBSOCKET_ATTEMPTS attempts that never opened, the answer is
 // followed over server-sent events instead (the same URL, GET). EventSource reconnects by itself and sends
@@ -15,6 +17,18 @@ const RECONNECT_MAX_MS = 5000;
 const CLOSE_NOT_FOUND = 4404;
 const WEBSOCKET_ATTEMPTS = 2;
 const decoder = new TextDecoder();
+// The server-sent event names of content events that are not text (chat/engine/events.py, `kind`).
+const STEP_EVENTS = [
+  "reasoning_delta",
+  "reasoning_done",
+  "tool_call_started",
+  "tool_call_delta",
+  "tool_call",
+  "approval_required",
+  "tool_running",
+  "tool_result",
+  "notice",
+];
 
 /** Number of Unicode code points in `text` (the stream counts code points, as Python's len() does). */
 export function codePoints(text) {
@@ -31,11 +45,12 @@ export class AnswerConnection {
    * @param {URL} url the stream's http(s) URL, without a query
    * @param {object} handlers
    *   after(): the number of characters the page has now (asked at each connection);
-   *   onText(delta): the next piece of the answer; onControl(message): a control message ({phase} or {end: {length}});
+   *   onText(delta): the next piece of the answer's text; onEvent(event): a content event that is not text (a
+   *   to_json object with its seq); onControl(message): a control message ({phase} or {end: {length, seq}});
    *   onRefused(): the server refused the stream (the answer was deleted meanwhile).
    */
-  constructor(url, { after, onText, onControl, onRefused }) {
-    Object.assign(this, { url, after, onText, onControl, onRefused });
+  constructor(url, { after, onText, onEvent, onControl, onRefused }) {
+    Object.assign(this, { url, after, onText, onEvent, onControl, onRefused });
     this.socket = null;
     this.source = null; // an EventSource, when WebSockets never opened
     this.socketOpened = false;
@@ -66,7 +81,11 @@ export class AnswerConnection {
     };
     socket.onmessage = (event) => {
       if (typeof event.data === "string") this.onText(event.data);
-      else this.onControl(JSON.parse(decoder.decode(event.data)));
+      else {
+        const message = JSON.parse(decoder.decode(event.data));
+        if (message.event) this.onEvent?.(message.event);
+        else this.onControl(message);
+      }
     };
     socket.onclose = (event) => {
       this.socket = null;
@@ -77,14 +96,27 @@ export class AnswerConnection {
     };
   }
 
-  /** Follow the answer over server-sent events: text_delta, phase and done events (the others are not needed). */
+  /** Follow the answer over server-sent events: text_delta, the steps (STEP_EVENTS), phase and done events. */
   openEventSource() {
     const source = new EventSource(this.urlAfter());
     this.source = source;
     const data = (event) => JSON.parse(event.data);
     source.addEventListener("text_delta", (event) => this.onText(data(event).delta));
+    for (const kind of STEP_EVENTS)
+      source.addEventListener(kind, (event) => {
+        // the API's shape (chat/api/rest.py, content_event): to_json's fields, with `id` for `call_id` and `delta`
+        // for a delta's `text`; the seq is the event's id
+        const { id, delta, ...fields } = data(event);
+        const step = { kind, ...fields, seq: Number(event.lastEventId) };
+        if (id !== undefined) step.call_id = id;
+        if (delta !== undefined) step.text = delta;
+        this.onEvent?.(step);
+      });
     source.addEventListener("phase", (event) => this.onControl({ phase: data(event).phase }));
-    source.addEventListener("done", (event) => this.onControl({ end: { length: data(event).length } }));
+    source.addEventListener("done", (event) => {
+      const done = data(event);
+      this.onControl({ end: { length: done.length, seq: Number(event.lastEventId) } });
+    });
     source.onerror = () => {
       if (source.readyState === EventSource.CLOSED) this.onRefused(); // refused; otherwise it reconnects by itself
     };

@@ -1,17 +1,19 @@
 // StreamingMessage: a chat message whose Markdown is rendered in the browser (the Vue component of
-// streaming_message.py). It wires three modules, each one concern:
+// streaming_message.py). It wires four modules, each one concern:
 //
-// * parley-answer-connection.js: a live answer follows its own stream (chat/api/stream.py) from the characters this
-//   tab has, and reconnects after a lost connection without losing or repeating any;
-// * parley-block-renderer.js: incremental Markdown rendering (only the last block re-rendered while streaming, one
-//   full render at the end);
+// * parley-answer-connection.js: a live answer follows its own stream (chat/api/stream.py) from the position this
+//   tab has, and reconnects after a lost connection without losing or repeating any character or event;
+// * parley-answer-parts.js: the answer as ordered segments (text, reasoning, tool calls, approval cards, notices);
+// * parley-block-renderer.js: incremental Markdown rendering of each text segment (only the last block re-rendered
+//   while streaming, one full render at the end);
 // * parley-clipboard.js: the code blocks' copy buttons, and copyAll() for copy_message.js and shortcuts.js.
 //
 // They are the element's `dependencies`, imported by the names NiceGUI gives them in the page's import map.
-// Only a *change* of the `text` prop (first mount, a later full update) replaces the buffer, so an unrelated update
-// of the element (e.g. a class change) never loses streamed text.
+// Only a *change* of the `text` prop, or of the `events` prop's length and last position (first mount, a later full
+// update), replaces what is shown, so an unrelated update of the element (e.g. a class change) never loses streamed
+// text or the reader's open and folded steps.
 import { AnswerConnection, codePoints } from "parley-answer-connection";
-import { BlockRenderer } from "parley-block-renderer";
+import { AnswerParts } from "parley-answer-parts";
 import { addCopyButtons, copyCodeOnClick, copyText } from "parley-clipboard";
 import { loadResource } from "../../static/utils/resources.js";
 
@@ -21,6 +23,8 @@ const LABELS = {
   loading: "Loading the model…",
   retrying: "The model server is busy — retrying…",
   thinking: "Thinking…",
+  awaiting_approval: "Waiting for your approval…",
+  running_tools: "Running tools…",
 };
 
 /** True when the page is scrolled to (within 80 px of) its bottom. */
@@ -28,29 +32,50 @@ function nearBottom() {
   return window.innerHeight + window.scrollY >= document.scrollingElement.scrollHeight - 80;
 }
 
+/** What identifies an `events` prop's content: its length and its last position (cheap, unlike comparing all). */
+function eventsKey(events) {
+  return events && events.length ? `${events.length}:${events[events.length - 1].seq}` : "";
+}
+
+/** The position after the last of `events` (to_json objects). */
+function lastSeq(events) {
+  return events[events.length - 1].seq;
+}
+
 export default {
   template: `
     <div :class="{ 'parley-streaming': live && hasText }" :aria-busy="live ? 'true' : 'false'">
-      <div v-if="live && !hasText" class="parley-thinking" role="status">
+      <div ref="content" class="parley-parts"></div>
+      <div v-if="live && (!hasText || waiting)" class="parley-thinking" role="status">
         <span class="parley-dots" aria-hidden="true"><span></span><span></span><span></span></span>
         <span class="parley-thinking-label">{{ label }}</span>
       </div>
-      <div ref="content" class="parley-md"></div>
     </div>
   `,
   props: {
     text: { type: String, default: "" },
+    events: { type: Array, default: null },
     streaming: { type: Boolean, default: false },
     stream: { type: String, default: "" },
     phase: { type: String, default: "" },
     resourcePath: { type: String, default: "" },
   },
+  emits: ["decide"],
   data() {
-    return { hasText: this.text.length > 0, currentPhase: this.phase, live: this.streaming };
+    const hasEvents = !!(this.events && this.events.length);
+    return {
+      hasText: hasEvents || this.text.length > 0, // anything shown (text or steps)
+      currentPhase: this.phase,
+      live: this.streaming,
+      tailIsStep: false, // the last segment is not text: a phase after it is shown under it
+    };
   },
   computed: {
     label() {
       return LABELS[this.currentPhase] || LABELS.thinking;
+    },
+    waiting() {
+      return this.tailIsStep && this.currentPhase !== "streaming";
     },
   },
   watch: {
@@ -62,31 +87,37 @@ export default {
     },
   },
   created() {
-    // not reactive on purpose: the buffer changes per delta, the template must not
-    this.buffer = this.text;
-    this.received = codePoints(this.text); // characters of the answer this tab has: where its stream resumes
-    this.renderer = new BlockRenderer(addCopyButtons);
+    // not reactive on purpose: the parts change per delta, the template must not
+    this.parts = null; // an AnswerParts once mounted
+    this.buffer = this.text; // the answer's text (its Markdown) so far: what copyAll copies
+    this.received = 0; // the answer's position this tab has: where its stream resumes
+    this.pending = null; // what to show before the parts exist: [events] or text
     this.connection = null; // an AnswerConnection while the answer is followed
     this.frame = 0;
     this.notBefore = 0;
     this.ready = false;
     this.gone = false;
     this.$watch(
-      () => [this.text, this.streaming],
-      ([text, streaming], [oldText, oldStreaming]) => {
+      () => [this.text, eventsKey(this.events), this.streaming],
+      ([text, key, streaming], [oldText, oldKey, oldStreaming]) => {
         if (oldStreaming && !streaming) {
           this.live = false;
           this.connection?.stop(); // no reconnecting; an open stream still delivers its end
         }
-        if (text !== oldText || (oldStreaming && !streaming)) this.replace(text);
+        if (text !== oldText || key !== oldKey || (oldStreaming && !streaming)) this.replace();
       },
     );
   },
   async mounted() {
     if (this.live) this.announce();
     this.$el.addEventListener("click", this.onClick);
+    this.parts = new AnswerParts(this.$refs.content, {
+      decorate: addCopyButtons,
+      onDecide: (decision) => this.$emit("decide", decision),
+    });
+    this.replace(false);
     await this.$nextTick(); // wait for window.path_prefix to be set
-    this.follow(); // the stream's first frames may arrive while the styles load: they go to the buffer
+    this.follow(); // the stream's first frames may arrive while the styles load: they go to the parts' buffers
     if (this.resourcePath) {
       const base = window.path_prefix + this.resourcePath;
       await Promise.all(STYLESHEETS.map((name) => loadResource(`${base}/${name}`))).catch((error) =>
@@ -101,6 +132,7 @@ export default {
     if (this.live) this.announce();
     if (this.frame) cancelAnimationFrame(this.frame);
     this.connection?.close();
+    this.parts?.reset();
     this.$el.removeEventListener("click", this.onClick);
   },
   methods: {
@@ -108,46 +140,75 @@ export default {
     announce() {
       this.$nextTick(() => document.dispatchEvent(new CustomEvent("parley-live")));
     },
-    /** Follow a live answer's stream from the characters this tab already has, until it ends. */
+    /** Follow a live answer's stream from the position this tab already has, until it ends. */
     follow() {
       if (!this.live || !this.stream || this.gone) return;
       this.connection = new AnswerConnection(new URL(window.path_prefix + this.stream, window.location.href), {
         after: () => this.received,
         onText: (delta) => this.append(delta),
+        onEvent: (event) => this.applyEvent(event),
         onControl: (message) => this.control(message),
         onRefused: () => this.end(), // deleted meanwhile: keep what is shown
       });
       this.connection.open();
     },
-    /** A control message of the stream: a phase before the first text, or the end of the answer. */
+    /** A control message of the stream: a phase, or the end of the answer. */
     control(message) {
       if (message.phase) this.currentPhase = message.phase;
       if (message.end) {
-        if (message.end.length !== this.received)
-          console.warn(`answer ended at ${message.end.length} characters, this tab has ${this.received}`);
+        const end = message.end.seq ?? message.end.length;
+        if (end !== this.received) console.warn(`answer ended at position ${end}, this tab has ${this.received}`);
         this.end();
       }
     },
-    /** The answer is over: one full render of the whole text replaces the streamed one. */
+    /** The answer is over: one full render of every text segment replaces the streamed one. */
     end() {
       this.live = false;
       this.connection.close();
+      this.parts.end();
+      this.parts.invalidate();
       this.renderNow();
     },
-    /** Append one streamed delta and render it (see scheduleRender). */
+    /** Append one streamed text delta and render it (see scheduleRender). */
     append(delta) {
       if (!this.live || !delta) return; // a delta that raced past the end is already in the final text
+      this.parts.appendText(delta);
       this.buffer += delta;
       this.received += codePoints(delta);
+      this.changed();
+    },
+    /** Apply one streamed content event that is not text ({event} frames); its seq is the position after it. */
+    applyEvent(event) {
+      if (!this.live || typeof event.seq !== "number" || event.seq <= this.received) return; // already shown
+      this.parts.apply(event);
+      if (event.kind === "text_delta") this.buffer += event.text;
+      this.received = event.seq;
+      this.changed();
+    },
+    changed() {
       if (!this.hasText) this.hasText = true;
+      const tailIsStep = this.parts.lastKind !== "text";
+      if (tailIsStep !== this.tailIsStep) this.tailIsStep = tailIsStep;
       this.scheduleRender();
     },
-    replace(text) {
-      this.buffer = text;
-      this.received = codePoints(text);
-      this.hasText = text.length > 0;
-      this.renderer.unfreeze();
-      this.renderNow();
+    /** Show the props' content from scratch (the stored events, else the text). */
+    replace(render = true) {
+      if (!this.parts) return;
+      if (this.events && this.events.length) {
+        this.parts.load(this.events, this.live);
+        this.received = lastSeq(this.events);
+      } else {
+        this.parts.loadText(this.text, this.live);
+        this.received = codePoints(this.text);
+      }
+      this.buffer = this.parts.text;
+      this.hasText = this.parts.hasContent;
+      this.tailIsStep = this.parts.hasContent && this.parts.lastKind !== "text";
+      if (render) this.renderNow();
+    },
+    /** A decision on a tool call was not taken (the server said why): its card's buttons work again. */
+    decisionFailed(callId) {
+      this.parts?.enableCard(callId);
     },
     scheduleRender() {
       if (this.frame) return;
@@ -166,18 +227,16 @@ export default {
         cancelAnimationFrame(this.frame);
         this.frame = 0;
       }
-      const container = this.$refs.content;
-      if (!this.ready || !container) return; // mounted() renders once the styles are there
+      if (!this.ready || !this.parts) return; // mounted() renders once the styles are there
       const start = performance.now();
       const pinned = this.live && nearBottom(); // follow the answer only if the reader is following it
-      if (this.live) this.renderer.renderTail(container, this.buffer);
-      else this.renderer.renderAll(container, this.buffer);
+      this.parts.render(this.live);
       if (pinned) window.scrollTo({ top: document.scrollingElement.scrollHeight });
       const done = performance.now();
       const cost = done - start;
       this.notBefore = cost > 4 ? done + 2 * cost : 0; // slow renders: at most a third of the time
     },
-    /** Copy the whole Markdown of the message to the clipboard; resolves to true when it worked. */
+    /** Copy the whole Markdown of the message (its text) to the clipboard; resolves to true when it worked. */
     async copyAll() {
       return copyText(this.buffer);
     },
