@@ -200,6 +200,56 @@ async def test_v1_passes_a_clients_own_tools_through_and_its_tool_messages_back(
     assert sent[-2]["tool_calls"][0]["id"] == "w1"
     await sdk.close()
 
+    # both exchanges are stored like any other: the call handed to the client, then the same round with its result
+    conversations = (await client.get("/api/conversations")).json()
+    first, second = [(await client.get(f"/api/conversations/{c['id']}")).json() for c in reversed(conversations[:2])]
+    asked = first["messages"][-1]
+    kinds = [(e["kind"], e.get("status")) for e in asked["events"]]
+    assert ("tool_call_started", None) in kinds and kinds[-1] == ("tool_result", "sent_to_client")
+    answered = second["messages"][-1]
+    assert [m["role"] for m in second["messages"]] == ["user", "assistant"]
+    assert answered["content"] == "It is -3 °C in Oslo." and answered["status"] == "complete"
+    result = next(e for e in answered["events"] if e["kind"] == "tool_result")
+    assert (result["call_id"], result["status"], result["result"]) == ("w1", "succeeded", "-3 °C")
+    assert answered["events"][-1] == {"kind": "text_delta", "text": "It is -3 °C in Oslo.",
+                                      "seq": answered["events"][-1]["seq"]}  # fmt: skip
+
+
+async def test_v1_stores_earlier_client_tool_rounds_as_one_assistant_turn_that_a_page_regenerate_sends_back(
+    app: tuple[Engine, httpx.AsyncClient], upstream: FakeUpstream
+) -> None:
+    engine, client = app
+    calls = [{"id": "h1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": "x"}'}}]
+    history = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Look x up."},
+        {"role": "assistant", "content": "Looking.", "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "h1", "content": "x is 1"},
+        {"role": "assistant", "content": "x is 1."},
+        {"role": "user", "content": "Thanks!"},
+    ]
+    upstream.scripts = [Script(deltas=content_deltas("Welcome."))]
+    response = await client.post("/v1/chat/completions", json={"model": "fake-model", "messages": history})
+    assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"] == "Welcome."
+    assert upstream.requests[0]["messages"][3] == {"role": "tool", "tool_call_id": "h1", "content": "x is 1"}
+    conversation = (await client.get(f"/api/conversations/{response.headers['x-parley-conversation-id']}")).json()
+    assert conversation["system_prompt"] == "Be brief."
+    user, turn, thanks, welcome = conversation["messages"]
+    assert (turn["role"], turn["content"]) == ("assistant", "Looking.x is 1.")
+    assert [e["kind"] for e in turn["events"]][-1] == "text_delta"
+    # a regenerate in Parley sends the stored rounds back in the protocol's shape
+    upstream.scripts = [Script(deltas=content_deltas("Again."))]
+    variant = await engine.regenerate(welcome["id"])
+    await engine.live(variant.id).wait()  # type: ignore[arg-type, union-attr]
+    again = upstream.requests[-1]["messages"]
+    assert again[1:6] == [
+        {"role": "user", "content": "Look x up."},
+        {"role": "assistant", "content": "Looking.", "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "h1", "content": "x is 1"},
+        {"role": "assistant", "content": "x is 1."},
+        {"role": "user", "content": "Thanks!"},
+    ]
+
 
 def test_sigkill_while_a_call_waits_for_approval_keeps_the_steps_and_the_restart_marks_it_interrupted(
     tmp_path: Path, upstream: FakeUpstream

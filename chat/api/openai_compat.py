@@ -31,6 +31,7 @@ errors from 429 on (the upstream's, after Parley's own ``--retries``) say ``x-sh
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -48,7 +49,17 @@ from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException
 
 from ..engine import Event, Finished, ModelNotAllowed, RateLimited, TextDelta, clean_text
-from ..engine.events import ReasoningDelta, ToolArgumentsDelta, ToolCallStarted
+from ..engine.events import (
+    ContentEvent,
+    ReasoningDelta,
+    ToolArgumentsDelta,
+    ToolCallReady,
+    ToolCallStarted,
+    ToolResult,
+    ToolStatus,
+    numbered_log,
+    to_json,
+)
 from ..provider import ProviderError
 from ..provider.errors import CONTEXT_LENGTH_EXCEEDED
 from ..refusals import Refusal
@@ -166,8 +177,8 @@ class ChatCompletionRequest(BaseModel):
     )
     store: bool = Field(
         True,
-        description="Keep the request and its answer as a conversation shown in Parley's UI (not with `tools` or tool "
-        "messages: those exchanges are passed through and not stored).",
+        description="Keep the request and its answer as a conversation shown in Parley's UI (with a client's tools "
+        "too: its earlier tool rounds become one assistant turn with its steps).",
     )
     tools: list[dict[str, Any]] | None = Field(
         None,
@@ -628,6 +639,85 @@ def split_messages(messages: list[ChatMessage], max_length: int) -> tuple[str, l
     return system, [(Role(m.role), clean_text(m.text)) for m in turns[:-1]], last
 
 
+def len_of(events: list[ContentEvent]) -> int:
+    """The position after ``events`` (the sum of their sizes): where the new part of a seeded answer starts."""
+    return sum(event.size for event in events)
+
+
+def client_round_events(turns: list[ChatMessage]) -> list[ContentEvent]:
+    """A client's tool rounds (assistant messages with ``tool_calls``, the ``tool`` messages answering them, the
+    assistant's text) as an answer's content events, not yet numbered: each call ``client``-sourced, each answer a
+    ``succeeded`` result."""
+    events: list[ContentEvent] = []
+    for message in turns:
+        if message.role == "assistant":
+            if message.text:
+                events.append(TextDelta(clean_text(message.text)))
+            for call in message.tool_calls or []:
+                function = call.get("function") or {}
+                call_id, name = str(call.get("id") or ""), str(function.get("name") or "")
+                arguments = function.get("arguments") if isinstance(function.get("arguments"), str) else ""
+                events.append(ToolCallStarted(call_id, name, "client"))
+                if arguments:
+                    events.append(ToolArgumentsDelta(call_id, arguments))
+                try:
+                    parsed = json.loads(arguments) if arguments else {}
+                except ValueError:
+                    parsed = None
+                events.append(ToolCallReady(call_id, name, arguments, parsed if isinstance(parsed, dict) else None))
+        elif message.role == "tool":
+            events.append(ToolResult(message.tool_call_id or "", ToolStatus.succeeded, clean_text(message.text)))
+    return events
+
+
+def split_client_messages(
+    messages: list[ChatMessage], max_length: int
+) -> tuple[str, list[tuple[Role, str, list[dict[str, Any]] | None]], str, list[ContentEvent]]:
+    """A request with a client's tools, for storing: ``(system_prompt, earlier_turns, last_user_message, seed)``.
+    Earlier assistant turns with tool calls become one assistant turn with its events (calls, results, text); the
+    rounds after the last user message are the new answer's ``seed``. Raises OpenAIError (400)."""
+    leading = 0
+    while leading < len(messages) and messages[leading].is_system:
+        leading += 1
+    system = "\n\n".join(clean_text(m.text) for m in messages[:leading])
+    turns = messages[leading:]
+    users = [index for index, message in enumerate(turns) if message.role == "user"]
+    if not users:
+        raise OpenAIError(400, "The messages need a `user` message.", param="messages")
+    last_user = users[-1]
+    last = turns[last_user].text
+    if not last.strip():
+        raise OpenAIError(400, "The last user message is empty.", param=f"messages[{leading + last_user}].content")
+    if len(last) > max_length:
+        raise OpenAIError(400, f"The last user message is {len(last):,} characters long; the limit is "
+                          f"{max_length:,}.", param=f"messages[{leading + last_user}].content")  # fmt: skip
+    history: list[tuple[Role, str, list[dict[str, Any]] | None]] = []
+    rounds: list[ChatMessage] = []
+    for index, message in enumerate(turns[:last_user], leading):
+        if message.is_system:
+            raise OpenAIError(400, "Parley takes system messages only at the start of `messages`.",
+                              param=f"messages[{index}].role")  # fmt: skip
+        if message.role == "user":
+            history.extend(_as_turn(rounds))
+            rounds = []
+            history.append((Role.user, clean_text(message.text), None))
+        else:
+            rounds.append(message)
+    history.extend(_as_turn(rounds))
+    return system, history, last, client_round_events(turns[last_user + 1 :])
+
+
+def _as_turn(rounds: list[ChatMessage]) -> list[tuple[Role, str, list[dict[str, Any]] | None]]:
+    """Assistant and tool messages between two user messages as one stored assistant turn."""
+    if not rounds:
+        return []
+    if all(m.role == "assistant" and not m.tool_calls for m in rounds):
+        return [(Role.assistant, clean_text(m.text), None) for m in rounds]
+    events = numbered_log(client_round_events(rounds))
+    text = "".join(event.text for event in events if isinstance(event, TextDelta))
+    return [(Role.assistant, text, [to_json(event) for event in events])]
+
+
 # -- routes -----------------------------------------------------------------------------------------------------------
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -705,7 +795,23 @@ async def chat_completions(
     max_tokens = body.max_completion_tokens or body.max_tokens
     headers: dict[str, str] = {}
     client_tools = bool(body.tools) or any(m.role == "tool" or m.tool_calls for m in body.messages)
-    if client_tools:  # the client runs its own tools: passed through, not stored
+    if client_tools and body.store:  # the client runs its own tools: its messages are sent as they are, and stored
+        system, history, last, seed = split_client_messages(body.messages, engine.max_message_length)
+        _, assistant = await engine.send(
+            None, last, model=model, temperature=body.temperature, account=account, max_tokens=max_tokens,
+            system_prompt=system, history=history, client_tools=body.tools or None,
+            request=[message.as_request() for message in body.messages], seed=seed,
+        )  # fmt: skip
+        stored_id = assistant.id
+        assert stored_id is not None
+        headers = {"x-parley-conversation-id": str(assistant.conversation_id), "x-parley-message-id": str(stored_id)}
+
+        async def cancel_stored() -> None:
+            await engine.cancel(stored_id, account)
+
+        answer = answer_of(engine.follow(stored_id, len_of(seed), account))
+        return await respond(body, request, answer, assistant.model or engine.model_for(model), headers, cancel_stored)
+    if client_tools:  # not stored: passed through
         messages = [message.as_request() for message in body.messages]
         generation = await engine.answer_unstored(
             messages, model=model, temperature=body.temperature, account=account, max_tokens=max_tokens,

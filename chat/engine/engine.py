@@ -26,7 +26,7 @@ from ..store import Conversation, Message, NotFound, Role, Status, Store
 from ..tools import Tool
 from .changes import Change, Kind, Watcher, Watchers
 from .checkpoints import Checkpointer
-from .events import Event, Phase, content_of, replay
+from .events import ContentEvent, Event, Phase, content_of, replay
 from .generation import Decision, Generation
 from .policy import LOCAL, Account, Limits, ModelNotAllowed
 from .text import DEFAULT_TITLE, clean_text, clean_title, make_title
@@ -62,6 +62,11 @@ class MessageTooLong(Refusal, ValueError):
 #: A chat completion request's messages: ``[{"role": "system"|"user"|"assistant", "content": str}, ...]``, and for an
 #: answer with tool calls the assistant's ``tool_calls`` and the ``role: "tool"`` messages (``tool_loop.py``).
 Messages = list[dict[str, Any]]
+
+
+#: An earlier turn of a new conversation: ``(role, content)``, or for an assistant turn with tool calls ``(role,
+#: content, events)`` (``Message.events``).
+HistoryTurn = tuple[Role, str] | tuple[Role, str, list[dict[str, Any]] | None]
 
 
 class ToolCallNotWaiting(Refusal, LookupError):
@@ -323,8 +328,11 @@ class Engine:
         account: Account = LOCAL,
         max_tokens: int | None = None,
         system_prompt: str = "",
-        history: Sequence[tuple[Role, str]] = (),
+        history: Sequence[HistoryTurn] = (),
         offer_tools: bool = True,
+        client_tools: list[dict[str, Any]] | None = None,
+        request: Messages | None = None,
+        seed: Sequence[ContentEvent] = (),
     ) -> tuple[Message, Message]:
         """Store a user message and start generating the answer to it.
 
@@ -341,6 +349,12 @@ class Engine:
             history: a new conversation's earlier turns, ``(role, content)`` oldest first (a ``/v1`` request's), stored
                 before the message as ``complete`` messages.
             offer_tools: offer the conversation's tools to the model (``/v1`` answers offer none of Parley's).
+            client_tools: a ``/v1`` client's own tool definitions, offered instead of Parley's: a turn that calls them
+                ends the answer, the calls ``sent_to_client`` (see ``answer_unstored``).
+            request: the exact messages to send upstream (a ``/v1`` request's, passed through), instead of the
+                stored history's.
+            seed: the answer's content so far (the rounds of a ``/v1`` client's tool calls after the last user
+                message, with the client's results), its log's start.
 
         Returns:
             ``(user_message, assistant_message)``; the assistant message is ``streaming``; both carry the
@@ -358,14 +372,14 @@ class Engine:
         content = self._check_message(content)
         if conversation_id is not None and (system_prompt or history):
             raise InvalidRequest("a system prompt and a history can only start a new conversation")
-        history = [(role, clean_text(text)) for role, text in history]
+        history = [(role, clean_text(text), *events) for role, text, *events in history]
         running = self.running_answers(account)
 
         def store_exchange() -> tuple[Message, Message, Messages, Conversation, str | None]:
             """In a thread, in one hop: read the conversation, check the account, store the exchange, build the
             request's messages."""
             if conversation_id is None:
-                first_user = next((text for role, text in history if role == Role.user), content)
+                first_user = next((turn[1] for turn in history if turn[0] == Role.user), content)
                 conversation = Conversation(
                     title=make_title(first_user),
                     system_prompt=clean_text(system_prompt),
@@ -388,14 +402,14 @@ class Engine:
                 new_conversation=conversation if conversation_id is None else None,
                 history=history,
             )
-            messages = self.request_messages(assistant, conversation.system_prompt)
+            messages = request if request is not None else self.request_messages(assistant, conversation.system_prompt)
             return user, assistant, messages, conversation, first_title
 
         with self._claim(conversation_id, "Wait for the current answer to finish, or stop it, before sending another "
                                           "message."):  # fmt: skip
             user, assistant, messages, conversation, first_title = await asyncio.to_thread(store_exchange)
-            enabled = conversation.tools if offer_tools else []
-            self._start(assistant, messages, account, max_tokens, enabled)
+            enabled = conversation.tools if offer_tools and not client_tools else []
+            self._start(assistant, messages, account, max_tokens, enabled, client_tools, seed)
         owner = conversation.user_id
         if conversation_id is None:
             self.notify(user.conversation_id, "created", owner, conversation.title)
@@ -557,15 +571,20 @@ class Engine:
         account: Account,
         max_tokens: int | None = None,
         enabled: list[str] | None = None,
+        client_tools: list[dict[str, Any]] | None = None,
+        seed: Sequence[ContentEvent] = (),
     ) -> None:
-        """Start generating the stored answer ``assistant`` (``enabled``: the conversation's tools; None: all)."""
+        """Start generating the stored answer ``assistant`` (``enabled``: the conversation's tools, None: all;
+        ``client_tools``, ``seed``: see ``send``)."""
         assert assistant.id is not None
         generation = Generation(
             assistant.id, assistant.conversation_id, account.user_id, model=assistant.model,
             temperature=assistant.temperature,
         )  # fmt: skip
+        for event in seed:
+            generation.add(event)
         self.generations[assistant.id] = generation
-        self._run(generation, messages, max_tokens, account, enabled)
+        self._run(generation, messages, max_tokens, account, enabled, client_tools)
         self._checkpointer.start()
 
     def _run(

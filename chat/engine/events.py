@@ -53,11 +53,12 @@ class ToolStatus(StrEnum):
     denied = "denied"  # by the user or by policy
     cancelled = "cancelled"  # the answer was stopped (or interrupted) before the call ended
     expired = "expired"  # nobody decided before the approval deadline
+    sent_to_client = "sent_to_client"  # a /v1 client's own tool: the client runs it and answers in its next request
 
 
 #: The statuses a call ends in.
 FINAL_STATUSES = frozenset({ToolStatus.succeeded, ToolStatus.failed, ToolStatus.denied, ToolStatus.cancelled,
-                            ToolStatus.expired})  # fmt: skip
+                            ToolStatus.expired, ToolStatus.sent_to_client})  # fmt: skip
 
 
 class _Delta:
@@ -381,6 +382,16 @@ def replay(message: Message, position: int = 0) -> list[Event]:
 def numbered(event: Event, seq: int) -> Event:
     """``event`` with its sequence number set."""
     return replace(event, seq=seq)
+
+
+def numbered_log(events: list[ContentEvent]) -> list[ContentEvent]:
+    """``events`` numbered from 0 as a log numbers them (each ``seq`` the position after it), adjacent deltas
+    joined."""
+    position, log = 0, []
+    for event in events:
+        position += event.size
+        log.append(numbered(event, position))
+    return joined(log)  # type: ignore[arg-type]
 
 
 # -- what the log adds up to ---------------------------------------------------------------------------------------

@@ -304,8 +304,9 @@ class Generation:
         self.add(ToolResult(call_id, status, result, is_error, truncated, self.elapsed(), duration))
 
     def hand_over(self, call_id: str) -> None:
-        """A call that the client runs (a ``/v1`` client's own tool): it has no result in this answer."""
-        self._open_calls.pop(call_id, None)
+        """A call that the client runs (a ``/v1`` client's own tool): it ends here as ``sent_to_client``; its result
+        comes with the client's next request."""
+        self.tool_result(call_id, ToolStatus.sent_to_client, "Sent to the client, which runs its own tools.")
 
     def open_calls(self) -> list[str]:
         """The ids of the calls without a result yet, in the order they started."""

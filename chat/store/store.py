@@ -208,14 +208,15 @@ class Store:
         temperature: float | None,
         first_title: str | None = None,
         new_conversation: Conversation | None = None,
-        history: Sequence[tuple[Role, str]] = (),
+        history: Sequence[tuple[Role, str] | tuple[Role, str, list[dict] | None]] = (),
     ) -> tuple[Message, Message]:
         """Store a user message at the end of the shown path and an empty assistant answer to it, in one transaction.
 
         ``first_title``, when given, becomes the conversation's title if this is its first message.
         With ``conversation_id`` None, ``new_conversation`` (not yet stored) is created in the same transaction, with
         ``history`` (earlier turns written elsewhere, e.g. sent with an API request: ``(role, content)`` pairs, oldest
-        first) stored before the message as a chain of ``complete`` messages.
+        first; an assistant turn may carry its content events, ``(role, content, events)``, see ``Message.events``)
+        stored before the message as a chain of ``complete`` messages.
 
         Returns:
             ``(user_message, assistant_message)``; the assistant message has status ``streaming``.
@@ -233,9 +234,9 @@ class Store:
                 assert conversation.id is not None
                 conversation_id = conversation.id
                 path = []
-                for role, text in history:
+                for role, text, *events in history:
                     earlier = Message(conversation_id=conversation_id, parent_id=path[-1].id if path else None,
-                                      role=role, content=text)  # fmt: skip
+                                      role=role, content=text, events=events[0] if events else None)  # fmt: skip
                     session.add(earlier)
                     session.flush()
                     path.append(earlier)

@@ -27,6 +27,7 @@ export const STATUS_LABELS = {
   denied: "denied",
   cancelled: "cancelled",
   expired: "expired",
+  sent_to_client: "run by the client",
 };
 const SOURCE_LABELS = { builtin: "built-in", client: "client tool", "": "unknown tool" };
 const FOLD_CHARS = 1000; // a result longer than this, or with more lines than FOLD_LINES, is folded

@@ -43,6 +43,7 @@ STATUS_LABELS = {
     ToolStatus.denied: "denied",
     ToolStatus.cancelled: "cancelled",
     ToolStatus.expired: "expired",
+    ToolStatus.sent_to_client: "run by the client",
 }
 
 
