@@ -33,6 +33,7 @@ class Ann:
     answer: int
     variant: int
     token: str
+    share: int = 0
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +57,10 @@ def ann(team: Team) -> Ann:
             client, "POST", f"/api/conversations/{conversation_id}/messages", {"content": SECRET_QUESTION}
         )
         variant = read_answer(client, "POST", f"/api/messages/{first['assistant_message_id']}/regenerate", {})
+        shared = client.post(f"/api/conversations/{conversation_id}/share", json={"audience": "users"})
+        assert shared.status_code == 201, shared.text
     return Ann(conversation_id, first["user_message_id"], first["assistant_message_id"],
-               variant["assistant_message_id"], token)  # fmt: skip
+               variant["assistant_message_id"], token, shared.json()["id"])  # fmt: skip
 
 
 @pytest.fixture(scope="module", params=["token", "session"])
@@ -104,6 +107,14 @@ ROUTES: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "cancel question": ("POST", "/api/messages/{question}/cancel", None),
     "regenerate answer": ("POST", "/api/messages/{answer}/regenerate", {"temperature": 1.5}),
     "regenerate question": ("POST", "/api/messages/{question}/regenerate", None),
+    "edit question": ("POST", "/api/messages/{question}/edit", {"content": "Bob's edit"}),
+    "select a branch": ("POST", "/api/messages/{variant}/select", None),
+    "delete a message": ("DELETE", "/api/messages/{answer}", None),
+    "fork at a message": ("POST", "/api/messages/{question}/fork", None),
+    "share conversation": ("POST", "/api/conversations/{conversation}/share", {"audience": "anyone"}),
+    "revoke a share": ("DELETE", "/api/shares/{share}", None),
+    "export conversation": ("GET", "/api/conversations/{conversation}/export?format=json", None),
+    "export as markdown": ("GET", "/api/conversations/{conversation}/export?format=markdown", None),
     "approve a tool call": ("POST", "/api/tool-calls/{call}/approve", {"always": True}),
     "deny a tool call": ("POST", "/api/tool-calls/{call}/deny", None),
 }
@@ -117,7 +128,7 @@ def test_every_route_with_an_id_is_checked_here(team: Team, ann: Ann) -> None:
         (method.upper(), path) for path, operations in document["paths"].items() if "{" in path for method in operations
     }
     placeholders = {"{conversation}": "{conversation_id}", "{question}": "{message_id}", "{answer}": "{message_id}",
-                    "{variant}": "{message_id}", "{call}": "{call_id}"}  # fmt: skip
+                    "{variant}": "{message_id}", "{call}": "{call_id}", "{share}": "{share_id}"}  # fmt: skip
     covered = set()
     for method, path, _body in ROUTES.values():
         path = path.partition("?")[0]
@@ -133,7 +144,7 @@ def test_another_users_ids_are_not_found_and_nothing_changes(
 ) -> None:
     method, template, body = ROUTES[route]
     ids = {"conversation": ann.conversation, "question": ann.question, "answer": ann.answer, "variant": ann.variant,
-           "call": "call_ann"}  # fmt: skip
+           "call": "call_ann", "share": ann.share}  # fmt: skip
     before = snapshot(team, ann)
 
     response = bob.request(method, template.format(**ids), json=body)

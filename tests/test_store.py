@@ -12,6 +12,7 @@ from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
 from chat.store import NotFound, Role, Status, Store
+from chat.store.search import include_name
 from chat.store.store import normalize_url
 
 
@@ -20,8 +21,8 @@ def test_migration_from_empty_database_to_head_matches_the_models(tmp_path: Path
     store.migrate()
     store.migrate()  # idempotent
     with store.engine.connect() as connection:
-        context = MigrationContext.configure(connection)
-        assert context.get_current_revision() == "0005"
+        context = MigrationContext.configure(connection, opts={"include_name": include_name})
+        assert context.get_current_revision() == "0007"
         assert compare_metadata(context, SQLModel.metadata) == []
     store.close()
     tables = {
@@ -35,8 +36,8 @@ def test_migration_on_a_new_postgresql_database_matches_the_models(postgres_serv
     store.migrate()
     store.migrate()  # idempotent
     with store.engine.connect() as connection:
-        context = MigrationContext.configure(connection)
-        assert context.get_current_revision() == "0005"
+        context = MigrationContext.configure(connection, opts={"include_name": include_name})
+        assert context.get_current_revision() == "0007"
         assert compare_metadata(context, SQLModel.metadata) == []
         assert {"conversation", "message", "alembic_version"} <= set(inspect(connection).get_table_names())
     store.close()

@@ -783,9 +783,11 @@ async def chat_completions(
     """Answer ``messages`` with OpenAI's chat completion shapes, streaming (``stream: true``) or not.
 
     Stored as a conversation of Parley's UI unless ``store`` is false; its ids are in the response headers
-    ``x-parley-conversation-id`` and ``x-parley-message-id``. A client that disconnects cancels the answer (stored as
-    ``cancelled``). A failure after text has streamed is a last event ``data: {"error": {"message", "type":
-    "server_error", ...}}`` (the openai SDK raises it as ``APIError``); without streaming it is a 502 with the reason.
+    ``x-parley-conversation-id`` and ``x-parley-message-id``. A request whose earlier messages are a stored
+    conversation of yours (same system prompt; e.g. ``llm -c``) continues it, branching where they differ. A client
+    that disconnects cancels the answer (stored as ``cancelled``). A failure after text has streamed is a last event
+    ``data: {"error": {"message", "type": "server_error", ...}}`` (the openai SDK raises it as ``APIError``); without
+    streaming it is a 502 with the reason.
 
     With accounts, the conversation is yours; a model you may not use is 404 ``model_not_found``, and too many
     messages in the last minute or answers running at once is 429 ``rate_limit_exceeded`` with ``Retry-After``
@@ -828,7 +830,7 @@ async def chat_completions(
     if body.store:
         _, assistant = await engine.send(
             None, last, model=model, temperature=body.temperature, account=account, max_tokens=max_tokens,
-            system_prompt=system, history=turns,
+            system_prompt=system, history=turns, continues=True,
         )  # fmt: skip
         answer_id = assistant.id
         assert answer_id is not None

@@ -129,6 +129,8 @@ class ConversationCreate(BaseModel):
     tools: list[str] | None = Field(
         None, description="The tools on in this conversation, by name (GET /api/tools); null: every tool offered."
     )
+    pinned: bool = Field(None, description="Listed first.", json_schema_extra=_no_default)
+    archived: bool = Field(None, description="Left out of the drawer's list.", json_schema_extra=_no_default)
 
 
 class ConversationUpdate(ConversationCreate):
@@ -169,6 +171,8 @@ class ConversationOut(BaseModel):
     model: str | None
     temperature: float
     tools: list[str] | None = Field(description="The tools on in this conversation; null: every tool offered.")
+    pinned: bool
+    archived: bool
     created_at: datetime
     updated_at: datetime
 
@@ -359,9 +363,13 @@ router = APIRouter(
 
 
 @router.get("/conversations", response_model=list[ConversationOut])
-async def list_conversations(account: CurrentAccount, store: StoreDep) -> Any:
-    """Your conversations (every one, without accounts), the most recently updated first."""
-    return await asyncio.to_thread(store.list_conversations, owner=account.owner)
+async def list_conversations(
+    account: CurrentAccount,
+    store: StoreDep,
+    archived: Annotated[bool | None, Query(description="Only archived ones (true) or only the others (false).")] = None,
+) -> Any:
+    """Your conversations (every one, without accounts): pinned first, then the most recently updated first."""
+    return await asyncio.to_thread(store.list_conversations, owner=account.owner, archived=archived)
 
 
 @router.post("/conversations", response_model=ConversationOut, status_code=201, responses={403: REFUSED[403]})
@@ -549,6 +557,76 @@ async def regenerate_answer(
     temperature = body.temperature if body else None
     variant = await services.engine.regenerate(message.id, temperature=temperature, account=account)
     return stream(services, variant, account)
+
+
+# -- editing and branching ---------------------------------------------------------------------------
+
+
+class EditMessage(BaseModel):
+    """The edited text of a user message, and optionally this answer's temperature."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = Field(min_length=1, description="The new text (not empty, at most --max-message-length).")
+    temperature: Temperature | None = Field(None, description="Overrides the conversation's temperature.")
+
+
+class Shown(BaseModel):
+    """The conversation's shown path after a change."""
+
+    conversation_id: int
+    path: list[int] = Field(description="Ids of the messages shown, oldest first.")
+
+
+class Deleted(BaseModel):
+    """How many messages a delete removed (the message and everything under it)."""
+
+    deleted: int
+    path: list[int] = Field(description="Ids of the messages shown now.")
+
+
+@router.post(
+    "/messages/{message_id}/edit",
+    response_class=EventSourceResponse,
+    responses={**STREAM_RESPONSE, **BUSY, **REFUSED},
+)
+async def edit_message(
+    body: EditMessage, message: OwnedMessage, account: CurrentAccount, services: ServicesDep
+) -> EventSourceResponse:
+    """Edit a user message (also an earlier one): the edit becomes a new, shown sibling (the original branch is kept)
+    and its answer streams like a sent message's. 422 for an assistant message (regenerate it instead)."""
+    assert message.id is not None
+    _, assistant = await services.engine.edit(message.id, body.content, account=account, temperature=body.temperature)
+    return stream(services, assistant, account)
+
+
+@router.post("/messages/{message_id}/select", response_model=Shown, responses=NOT_FOUND)
+async def select_branch(message: OwnedMessage, account: CurrentAccount, services: ServicesDep) -> Any:
+    """Show the branch that holds this message (any message: a variant, an edit, a message deep in another branch);
+    the branches below it keep what they showed."""
+    assert message.id is not None
+    await services.engine.show_message(message.id, account)
+    path = await asyncio.to_thread(services.store.path, message.conversation_id)
+    return Shown(conversation_id=message.conversation_id, path=[m.id for m in path if m.id is not None])
+
+
+@router.delete("/messages/{message_id}", response_model=Deleted, responses={**NOT_FOUND, **BUSY})
+async def delete_message(message: OwnedMessage, account: CurrentAccount, services: ServicesDep) -> Any:
+    """Delete a message and everything under it (answers, later turns, their branches); 409 while the conversation
+    answers."""
+    assert message.id is not None
+    count = await services.engine.delete_message(message.id, account)
+    path = await asyncio.to_thread(services.store.path, message.conversation_id)
+    return Deleted(deleted=count, path=[m.id for m in path if m.id is not None])
+
+
+@router.post("/messages/{message_id}/fork", response_model=ConversationOut, status_code=201, responses=NOT_FOUND)
+async def fork_conversation(message: OwnedMessage, account: CurrentAccount, services: ServicesDep) -> Any:
+    """Continue in a new conversation: a copy of the shown path up to and including this message (title, system
+    prompt, model, temperature and tools kept)."""
+    assert message.id is not None
+    conversation_id = await services.engine.fork(message.id, account)
+    return await asyncio.to_thread(services.store.get_conversation, conversation_id)
 
 
 def register_rest(

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from ..auth import Accounts
 from ..engine import Engine
 from ..store import Store
-from . import openai_compat, rest, stream
+from . import openai_compat, rest, search, share, stream, transfer
 from .dependencies import ApiServices, EngineDep, StoreDep, current_account, install
 from .errors import ApiRoute
 
@@ -35,6 +35,7 @@ def register_api(app: FastAPI, engine: Engine, store: Store, accounts: Accounts)
     * ``GET /api/metrics`` — counters for monitoring and benchmarks (JSON, no conversation content; 401 when not
       logged in).
     * ``/api/conversations…``, ``/api/messages…`` — conversations over REST and answers as SSE (``rest.py``).
+    * ``/api/search`` (``search.py``), export and import (``transfer.py``), share links (``share.py``).
     * ``/v1/models``, ``/v1/chat/completions`` — the OpenAI-compatible API (``openai_compat.py``).
 
     Args:
@@ -44,5 +45,6 @@ def register_api(app: FastAPI, engine: Engine, store: Store, accounts: Accounts)
         accounts: who each request is.
     """
     install(app, ApiServices(engine, store, accounts))
-    for router in (rest.router, openai_compat.router, stream.router, metrics_router):
+    for router in (rest.router, search.router, transfer.router, share.router, openai_compat.router, stream.router,
+                   metrics_router):  # fmt: skip
         app.include_router(router)

@@ -228,6 +228,87 @@ class Engine:
         message = await asyncio.to_thread(select)
         self.notify(message.conversation_id, "message", account.user_id)
 
+    async def edit(
+        self, message_id: int, content: str, *, account: Account = LOCAL, temperature: float | None = None
+    ) -> tuple[Message, Message]:
+        """Edit a user message (any, also an earlier one): the edit becomes a new, shown sibling of the original, whose
+        branch and everything under it are kept, and its answer starts.
+
+        Returns:
+            ``(user_message, assistant_message)``, the assistant message ``streaming``.
+
+        Raises:
+            EmptyMessage, MessageTooLong, ConversationBusy, NotFound (also another user's message), InvalidRequest
+            (not a user message), ModelNotAllowed, RateLimited.
+        """
+        content = self._check_message(content)
+        original = await asyncio.to_thread(self.store.get_message, message_id, owner=account.owner)
+        if original.role != Role.user:
+            raise InvalidRequest("only a user message can be edited; regenerate an answer instead", field="message_id")
+        running = self.running_answers(account)
+
+        def store_edit() -> tuple[Message, Message, Messages, Conversation]:
+            conversation = self.store.get_conversation(original.conversation_id)
+            answer_model = self.model_for(conversation.model)
+            self.check_model(account, answer_model)
+            self.limits.admit(account, running)
+            user, assistant = self.store.add_edit(
+                message_id, content, model=answer_model,
+                temperature=conversation.temperature if temperature is None else temperature,
+            )  # fmt: skip
+            return user, assistant, self.request_messages(assistant, conversation.system_prompt), conversation
+
+        with self._claim(original.conversation_id, "Wait for the current answer to finish, or stop it, before "
+                                                   "editing."):  # fmt: skip
+            user, assistant, messages, conversation = await asyncio.to_thread(store_edit)
+            self._start(assistant, messages, account, None, conversation.tools)
+        self.notify(original.conversation_id, "message", conversation.user_id)
+        return user, assistant
+
+    async def delete_message(self, message_id: int, account: Account = LOCAL) -> int:
+        """Delete a message and everything under it (its answers, later turns, their branches); returns how many
+        messages went. The shown path then follows another sibling, if any.
+
+        Raises:
+            NotFound (also another user's message), ConversationBusy (an answer is being generated there).
+        """
+        message = await asyncio.to_thread(self.store.get_message, message_id, owner=account.owner)
+        with self._claim(message.conversation_id, "Wait for the current answer to finish, or stop it, before "
+                                                  "deleting a message."):  # fmt: skip
+            count = await asyncio.to_thread(self.store.delete_subtree, message_id)
+        self.notify(message.conversation_id, "message", account.user_id)
+        return count
+
+    async def fork(self, message_id: int, account: Account = LOCAL) -> int:
+        """ "Continue in a new conversation": copy the shown path up to and including ``message_id`` into a new
+        conversation of ``account`` (title, system prompt, model, temperature and tools kept); returns its id.
+
+        Raises:
+            NotFound (also another user's message).
+        """
+
+        def fork() -> Conversation:
+            message = self.store.get_message(message_id, owner=account.owner)
+            original = self.store.get_conversation(message.conversation_id)
+            return self.store.fork(message_id, user_id=account.user_id, title=clean_title(original.title))
+
+        conversation = await asyncio.to_thread(fork)
+        assert conversation.id is not None
+        self.notify(conversation.id, "created", account.user_id, conversation.title)
+        return conversation.id
+
+    async def show_message(self, message_id: int, account: Account = LOCAL) -> Message:
+        """Show the branch that holds ``message_id`` (it and its ancestors become the shown siblings; the branches
+        below keep what they showed); returns the message. Raises NotFound (also another user's message)."""
+
+        def select() -> Message:
+            self.store.get_message(message_id, owner=account.owner)
+            return self.store.select_path_to(message_id)
+
+        message = await asyncio.to_thread(select)
+        self.notify(message.conversation_id, "message", account.user_id)
+        return message
+
     def busy(self, conversation_id: int) -> bool:
         """True while the conversation has an answer being generated (or being stored, about to be)."""
         return conversation_id in self._claimed or any(
@@ -333,6 +414,7 @@ class Engine:
         client_tools: list[dict[str, Any]] | None = None,
         request: Messages | None = None,
         seed: Sequence[ContentEvent] = (),
+        continues: bool = False,
     ) -> tuple[Message, Message]:
         """Store a user message and start generating the answer to it.
 
@@ -355,6 +437,9 @@ class Engine:
                 stored history's.
             seed: the answer's content so far (the rounds of a ``/v1`` client's tool calls after the last user
                 message, with the client's results), its log's start.
+            continues: (``/v1``) when ``history`` is the start of a stored conversation of ``account``'s with the same
+                system prompt (its shown path, or any branch), continue that conversation, branching at the first
+                difference, instead of creating one (``Store.continuation``).
 
         Returns:
             ``(user_message, assistant_message)``; the assistant message is ``streaming``; both carry the
@@ -370,10 +455,17 @@ class Engine:
             InvalidRequest: ``system_prompt`` or ``history`` for an existing conversation.
         """
         content = self._check_message(content)
-        if conversation_id is not None and (system_prompt or history):
+        if conversation_id is not None and (system_prompt or history) and not continues:
             raise InvalidRequest("a system prompt and a history can only start a new conversation")
         history = [(role, clean_text(text), *events) for role, text, *events in history]
         running = self.running_answers(account)
+        after = None
+        if conversation_id is None and continues and history:
+            turns = [(turn[0], turn[1]) for turn in history]
+            found = await asyncio.to_thread(self.store.continuation, account.owner, clean_text(system_prompt), turns)
+            if found is not None and not self.busy(found[0]):
+                conversation_id, after, matched = found
+                history, system_prompt = history[matched:], ""
 
         def store_exchange() -> tuple[Message, Message, Messages, Conversation, str | None]:
             """In a thread, in one hop: read the conversation, check the account, store the exchange, build the
@@ -401,6 +493,7 @@ class Engine:
                 first_title=first_title,
                 new_conversation=conversation if conversation_id is None else None,
                 history=history,
+                after=after,
             )
             messages = request if request is not None else self.request_messages(assistant, conversation.system_prompt)
             return user, assistant, messages, conversation, first_title

@@ -111,7 +111,10 @@ class DailyUsage(SQLModel, table=True):
 
 
 class Conversation(SQLModel, table=True):
-    """A conversation: its settings and its messages."""
+    """A conversation: its settings and its messages. An imported one remembers its ``source_id`` (unique per owner),
+    so importing the same file again skips it."""
+
+    __table_args__ = (UniqueConstraint("user_id", "source_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int | None = Field(  # its owner; None: made without accounts (personal mode)
@@ -122,6 +125,9 @@ class Conversation(SQLModel, table=True):
     model: str | None = None  # None: the app's default model
     temperature: float = 0.7
     tools: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))  # on here; None: the default
+    pinned: bool = False  # listed first in the drawer
+    archived: bool = False  # left out of the drawer's list (shown under "Archived")
+    source_id: str | None = Field(default=None, max_length=200)  # where an import came from ("chatgpt:<id>")
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow, index=True)
 
@@ -170,3 +176,24 @@ class ToolApproval(SQLModel, table=True):
     tool: str = Field(max_length=64)
     fingerprint: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class ShareLink(SQLModel, table=True):
+    """A read-only link to a conversation as it was when shared: a snapshot of its shown path (``snapshot``: ``{"title",
+    "messages": [{"role", "content", "events", "model", "created_at"}]}``), behind a token of which only the SHA-256
+    is stored. ``audience``: ``"users"`` (anyone logged in to this Parley) or ``"anyone"`` (anyone with the link)."""
+
+    __tablename__ = "share_link"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)  # hex SHA-256 of the token
+    conversation_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("conversation.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    user_id: int | None = Field(  # its owner; None: personal mode
+        default=None, sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True)
+    )
+    audience: str = Field(default="users", max_length=16)
+    snapshot: dict = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None

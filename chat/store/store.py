@@ -142,12 +142,19 @@ class Store:
             session.commit()
             return conversation
 
-    def list_conversations(self, limit: int = 500, *, owner: int | None = None) -> list[Conversation]:
-        """The most recently updated conversations first, at most ``limit``; with ``owner``, only that user's."""
+    def list_conversations(
+        self, limit: int = 500, *, owner: int | None = None, archived: bool | None = None
+    ) -> list[Conversation]:
+        """Pinned conversations first, then the most recently updated first, at most ``limit``; with ``owner``, only
+        that user's; with ``archived`` True or False, only the archived ones or only the others (None: both)."""
         with self._session() as session:
-            query = select(Conversation).order_by(col(Conversation.updated_at).desc(), col(Conversation.id).desc())
+            query = select(Conversation).order_by(
+                col(Conversation.pinned).desc(), col(Conversation.updated_at).desc(), col(Conversation.id).desc()
+            )
             if owner is not None:
                 query = query.where(Conversation.user_id == owner)
+            if archived is not None:
+                query = query.where(col(Conversation.archived) == archived)
             return list(session.exec(query.limit(limit)))
 
     def get_conversation(self, conversation_id: int, *, owner: int | None = None) -> Conversation:
@@ -209,20 +216,22 @@ class Store:
         first_title: str | None = None,
         new_conversation: Conversation | None = None,
         history: Sequence[tuple[Role, str] | tuple[Role, str, list[dict] | None]] = (),
+        after: int | None = None,
     ) -> tuple[Message, Message]:
-        """Store a user message at the end of the shown path and an empty assistant answer to it, in one transaction.
+        """Store a user message and an empty assistant answer to it, in one transaction: at the end of the shown path,
+        or below the message ``after`` (a new branch when it has children already).
 
         ``first_title``, when given, becomes the conversation's title if this is its first message.
-        With ``conversation_id`` None, ``new_conversation`` (not yet stored) is created in the same transaction, with
+        With ``conversation_id`` None, ``new_conversation`` (not yet stored) is created in the same transaction.
         ``history`` (earlier turns written elsewhere, e.g. sent with an API request: ``(role, content)`` pairs, oldest
-        first; an assistant turn may carry its content events, ``(role, content, events)``, see ``Message.events``)
-        stored before the message as a chain of ``complete`` messages.
+        first; an assistant turn may carry its content events, ``(role, content, events)``, see ``Message.events``) is
+        stored before the message as a chain of ``complete`` messages, each the shown one among its siblings.
 
         Returns:
             ``(user_message, assistant_message)``; the assistant message has status ``streaming``.
 
         Raises:
-            NotFound: no such conversation.
+            NotFound: no such conversation, or ``after`` is not one of its messages.
         """
         with self._session() as session:
             if conversation_id is None:
@@ -233,22 +242,26 @@ class Store:
                 session.flush()
                 assert conversation.id is not None
                 conversation_id = conversation.id
-                path = []
-                for role, text, *events in history:
-                    earlier = Message(conversation_id=conversation_id, parent_id=path[-1].id if path else None,
-                                      role=role, content=text, events=events[0] if events else None)  # fmt: skip
-                    session.add(earlier)
-                    session.flush()
-                    path.append(earlier)
+                path: list[Message] = []
+                parent_id = None
             else:
                 conversation = _require(session, Conversation, conversation_id)
                 path = selected_path(session.exec(select(Message).where(Message.conversation_id == conversation_id)))
-            user = Message(
-                conversation_id=conversation_id,
-                parent_id=path[-1].id if path else None,
-                role=Role.user,
-                content=content,
-            )
+                parent_id = path[-1].id if path else None
+                if after is not None:
+                    below = session.get(Message, after)
+                    if below is None or below.conversation_id != conversation_id:
+                        raise NotFound(f"message {after} not found")
+                    parent_id = after
+            for role, text, *events in history:
+                earlier = Message(conversation_id=conversation_id, parent_id=parent_id, role=role, content=text,
+                                  events=events[0] if events else None)  # fmt: skip
+                self._unselect_siblings(session, earlier)
+                session.add(earlier)
+                session.flush()
+                parent_id = earlier.id
+            user = Message(conversation_id=conversation_id, parent_id=parent_id, role=Role.user, content=content)
+            self._unselect_siblings(session, user)
             session.add(user)
             session.flush()
             assistant = Message(
@@ -266,6 +279,33 @@ class Store:
             session.add(conversation)
             session.commit()
             return user, assistant
+
+    def continuation(self, owner: int | None, system_prompt: str, turns: Sequence[tuple[Role, str]],
+                     limit: int = 50) -> tuple[int, int, int] | None:  # fmt: skip
+        """The stored conversation a request's earlier ``turns`` continue: among ``owner``'s ``limit`` most recent
+        conversations with this system prompt, the one whose tree holds the longest chain of messages from a root
+        equal (role and content) to the first turns, at least one exchange long.
+
+        Returns:
+            ``(conversation_id, last_matching_message_id, turns_matched)``, or None when none matches.
+        """
+        best: tuple[int, int, int] | None = None
+        for conversation in self.list_conversations(limit, owner=owner):
+            if conversation.system_prompt != system_prompt or conversation.id is None:
+                continue
+            children: dict[int | None, list[Message]] = defaultdict(list)
+            for message in self.messages(conversation.id):
+                children[message.parent_id].append(message)
+            node_id, matched = None, 0
+            for role, text in turns:
+                found = [m for m in children.get(node_id, []) if m.role == role and m.content == text]
+                if not found:
+                    break
+                node = next((m for m in found if m.selected), found[-1])
+                node_id, matched = node.id, matched + 1
+            if matched >= 2 and node_id is not None and (best is None or matched > best[2]):
+                best = (conversation.id, node_id, matched)
+        return best
 
     def add_variant(self, message_id: int, *, model: str | None, temperature: float | None) -> Message:
         """Add a new, selected, ``streaming`` sibling of an assistant message (a regenerated answer).
@@ -293,6 +333,106 @@ class Store:
             self._touch(session, original.conversation_id)
             session.commit()
             return variant
+
+    def add_edit(
+        self, message_id: int, content: str, *, model: str | None, temperature: float | None
+    ) -> tuple[Message, Message]:
+        """Store an edited user message as a new, selected sibling of ``message_id`` (the original and everything
+        under it kept) with an empty, ``streaming`` answer to it, in one transaction.
+
+        Returns:
+            ``(user_message, assistant_message)``.
+
+        Raises:
+            NotFound: no such message.
+        """
+        with self._session() as session:
+            original = _require(session, Message, message_id)
+            self._unselect_siblings(session, original)
+            user = Message(conversation_id=original.conversation_id, parent_id=original.parent_id, role=Role.user,
+                           content=content)  # fmt: skip
+            session.add(user)
+            session.flush()
+            assistant = Message(conversation_id=original.conversation_id, parent_id=user.id, role=Role.assistant,
+                                status=Status.streaming, model=model, temperature=temperature)  # fmt: skip
+            session.add(assistant)
+            self._touch(session, original.conversation_id)
+            session.commit()
+            return user, assistant
+
+    def delete_subtree(self, message_id: int) -> int:
+        """Delete a message and every message under it; when it was the shown one of its siblings, the newest other
+        sibling is shown instead. Returns how many messages were deleted. Raises NotFound."""
+        with self._session() as session:
+            message = _require(session, Message, message_id)
+            every = list(session.exec(select(Message).where(Message.conversation_id == message.conversation_id)))
+            children: dict[int | None, list[Message]] = defaultdict(list)
+            for row in every:
+                children[row.parent_id].append(row)
+            doomed, stack = [], [message]
+            while stack:
+                row = stack.pop()
+                doomed.append(row.id)
+                stack.extend(children.get(row.id, []))
+            if message.selected:
+                others = [row for row in children[message.parent_id] if row.id != message.id]
+                if others:
+                    newest = max(others, key=lambda row: row.id or 0)
+                    newest.selected = True
+                    session.add(newest)
+            session.execute(delete(Message).where(col(Message.id).in_(doomed)))
+            self._touch(session, message.conversation_id)
+            session.commit()
+            return len(doomed)
+
+    def select_path_to(self, message_id: int) -> Message:
+        """Show the branch that holds ``message_id``: it and each of its ancestors become the shown one among their
+        siblings (the branches below keep what they showed). Returns the message. Raises NotFound."""
+        with self._session() as session:
+            message = _require(session, Message, message_id)
+            by_id = {row.id: row for row in session.exec(
+                select(Message).where(Message.conversation_id == message.conversation_id))}  # fmt: skip
+            node: Message | None = by_id[message_id]
+            while node is not None:
+                if not node.selected:
+                    self._unselect_siblings(session, node)
+                    node.selected = True
+                    session.add(node)
+                node = by_id.get(node.parent_id)
+            session.commit()
+            return by_id[message_id]
+
+    def fork(self, message_id: int, *, user_id: int | None, title: str) -> Conversation:
+        """A new conversation (of ``user_id``) holding a copy of the shown path up to and including ``message_id``,
+        with the original's system prompt, model, temperature and tools, titled ``title``. Raises NotFound."""
+        with self._session() as session:
+            message = _require(session, Message, message_id)
+            original = _require(session, Conversation, message.conversation_id)
+            by_id = {row.id: row for row in session.exec(
+                select(Message).where(Message.conversation_id == message.conversation_id))}  # fmt: skip
+            chain: list[Message] = []
+            node: Message | None = message
+            while node is not None:
+                chain.append(node)
+                node = by_id.get(node.parent_id)
+            copy = Conversation(
+                user_id=user_id, title=title, system_prompt=original.system_prompt, model=original.model,
+                temperature=original.temperature, tools=original.tools,
+            )  # fmt: skip
+            session.add(copy)
+            session.flush()
+            parent_id = None
+            for row in reversed(chain):
+                fields = row.model_dump(exclude={"id", "conversation_id", "parent_id", "selected"})
+                if fields["status"] == Status.streaming:
+                    fields["status"] = Status.interrupted
+                new = Message(**fields, conversation_id=copy.id, parent_id=parent_id, selected=True)
+                session.add(new)
+                session.flush()
+                parent_id = new.id
+            session.commit()
+            session.refresh(copy)
+            return copy
 
     def select_variant(self, message_id: int) -> Message:
         """Make this message the shown one among its siblings. Raises NotFound."""

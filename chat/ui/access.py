@@ -1,5 +1,5 @@
 """Who a page is for (team mode: the login session in the signed cookie) and the page chrome every signed-in page
-shares: the user menu of the header (Account, Admin, Log out)."""
+shares: the user menu of the header (Account, Export all, Import, Admin, Log out)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ..engine import LOCAL, Account
 from .composer import DRAFT_PREFIX
 from .text import Text
 from .theme import ThemeToggle
+from .transfer_dialog import export_all, open_import_dialog
 
 
 async def page_account(request: Request, accounts: Accounts) -> Account | None:
@@ -112,7 +113,7 @@ LOGOUT_JS = (
 
 def user_menu(account: Account, accounts: Accounts) -> None:
     """The header's user button (team mode only; nothing in personal mode): the user's name, with a menu of
-    Account, Admin (admins only) and Log out.
+    Account, Export all (Parley JSON, or a zip of Markdown files), Import…, Admin (admins only) and Log out.
 
     Args:
         account: who is logged in.
@@ -125,6 +126,9 @@ def user_menu(account: Account, accounts: Accounts) -> None:
         Text(account.name).classes("ml-1 max-sm:hidden")  # on a phone the icon alone keeps the header one row
         with ui.menu():
             ui.menu_item("Account", lambda: ui.navigate.to("/account")).mark("menu-account")
+            ui.menu_item("Export all (Parley JSON)", lambda: export_all("json")).mark("menu-export-json")
+            ui.menu_item("Export all (Markdown, zip)", lambda: export_all("markdown")).mark("menu-export-markdown")
+            ui.menu_item("Import…", lambda: open_import_dialog(account)).mark("menu-import")
             if account.is_admin:
                 ui.menu_item("Admin", lambda: ui.navigate.to("/admin")).mark("menu-admin")
             ui.menu_item("Log out", lambda: ui.run_javascript(LOGOUT_JS)).mark("menu-logout")

@@ -1,4 +1,4 @@
-"""``/account``: the signed-in user's password and API tokens.
+"""``/account``: the signed-in user's password, API tokens and shared links.
 
 * **Password**: current, new, repeated. A wrong current password, a short new one, a mismatch or too many wrong
   passwords (they count with failed logins) is said under the form; a change logs out the user's other browsers
@@ -6,6 +6,9 @@
 * **API tokens** (``Authorization: Bearer parley_…`` on ``/api`` and ``/v1``): listed by name, first characters,
   creation and last use; a new token's secret is shown once, in a dialog with a Copy button (only its SHA-256 is
   stored); Revoke asks first.
+* **Shared links** (``share_dialog.shares_card``): the read-only links the user made, by conversation title (when
+  shared), audience and creation, each with Revoke (asked first). In personal mode, where there is no login to manage,
+  the page still lists every link.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ..store import ApiToken, NotFound, Store
 from .access import Guard, always_signed_in, plain_header
 from .confirm import confirm
 from .notices import show_error
+from .share_dialog import shares_card
 
 
 def when(moment: datetime | None, never: str = "never") -> str:
@@ -42,7 +46,7 @@ async def account_page(
     Args:
         account: who is signed in.
         accounts: changes the password, creates and revokes tokens.
-        store: lists the tokens.
+        store: lists the tokens and the shared links.
         request: the page's request (its login session is kept when the password changes).
         guard: checks that the page's login still holds before each action.
     """
@@ -51,12 +55,17 @@ async def account_page(
         ui.label("Parley runs without accounts: there is no login, password or API token to manage.").classes(
             "m-8 text-lg"
         ).mark("no-accounts")
+        with ui.column().classes("w-full max-w-3xl mx-auto gap-6 p-4"):
+            shares = shares_card(store, account, guard)
+        await shares.refresh()
         return
     with ui.column().classes("w-full max-w-3xl mx-auto gap-6 p-4"):
         ui.label(f"Signed in as {account.name}" + (" (admin)" if account.is_admin else "")).classes("parley-muted")
         password_form(account, accounts, session_token(request), guard)
         tokens = TokenList(account, accounts, store, guard)
+        shares = shares_card(store, account, guard)
     await tokens.refresh()
+    await shares.refresh()
 
 
 def password_form(

@@ -24,6 +24,7 @@ from .message_view import MessageView
 from .notices import show_error
 from .shortcuts import Shortcuts
 from .streaming_message import StreamingMessage
+from .tree_panel import TreePanel
 from .welcome import StartPage, welcome
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,9 @@ class ChatView:
         account: who sends, stops and regenerates here (default ``LOCAL``, personal mode).
         guard: checks that the page's login still holds before a Send or Regenerate (``access.session_guard``).
         start: what the start page says about the model (default: the engine's default model, generic examples).
+        tree: the page's tree panel, told the messages after every sync.
+        focus: a message of the shown path to open the page at: built even when older than the newest
+            ``PAGE_SIZE``, scrolled to and highlighted.
     """
 
     def __init__(
@@ -57,8 +61,12 @@ class ChatView:
         account: Account = LOCAL,
         guard: Guard = always_signed_in,
         start: StartPage | None = None,
+        tree: TreePanel | None = None,
+        focus: int | None = None,
     ) -> None:
         self.engine = engine
+        self.tree = tree
+        self.focus = focus  # a message to open the page at (scrolled to, highlighted), once
         self.account = account
         self.guard = guard
         self.store = store
@@ -196,20 +204,33 @@ class ChatView:
             if self.column.is_deleted:
                 return
             path = selected_path(messages)
+            if self.tree is not None:
+                self.tree.show(messages, path)
+            focus = next((index for index, m in enumerate(path) if m.id == self.focus), None)
             if self.start is None:
                 self.start = max(0, len(path) - PAGE_SIZE)
+                if focus is not None:
+                    self.start = min(self.start, focus)
             self.start = min(self.start, len(path))
             shown = path[self.start :]
+            siblings: dict[int | None, int] = {}
+            for message in messages:
+                siblings[message.parent_id] = siblings.get(message.parent_id, 0) + 1
             keep = 0
-            while keep < min(len(self.views), len(shown)) and self.views[keep].shows(shown[keep]):
+            while keep < min(len(self.views), len(shown)) and self.views[keep].shows(
+                shown[keep], siblings[shown[keep].parent_id]
+            ):
                 keep += 1
             for view in self.views[keep:]:
                 view.detach()
                 view.delete()
             self.views = self.views[:keep]
-            if len(shown) > keep:
+            if len(shown) > keep and focus is None:
                 self.scroll_to_bottom()
             self.views += self._build_views(shown[keep:], messages)
+            if focus is not None:
+                self.focus = None
+                self.reveal(self.views[focus - self.start])
             self._update_earlier()
             self._update_composer()
 
@@ -255,6 +276,13 @@ class ChatView:
         earlier = bool(self.start)
         if self.earlier.visible != earlier:
             self.earlier.set_visibility(earlier)
+
+    def reveal(self, view: MessageView) -> None:
+        """Scroll ``view``'s message into the middle of the window and highlight it for a moment."""
+        view.classes("parley-highlight")
+        self.column.client.run_javascript(
+            f"setTimeout(() => document.getElementById('c{view.id}')?.scrollIntoView({{block: 'center'}}), 200)"
+        )
 
     def scroll_to_bottom(self) -> None:
         """Show the newest message (after the browser has rendered the Markdown of the new ones)."""

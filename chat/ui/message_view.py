@@ -21,6 +21,7 @@ from ..api.stream import stream_path
 from ..engine import LOCAL, Account, Engine, Generation
 from ..store import Message, Role, Status
 from .access import Guard, always_signed_in
+from .confirm import confirm
 from .copy_message import CopyMessage
 from .local_time import LocalTime
 from .notices import show_error
@@ -117,6 +118,7 @@ class MessageView(ui.column):
         self.on_finished = on_finished
         self._waiter: asyncio.Task[None] | None = None
         self.body: StreamingMessage | None = None
+        self._editor: ui.column | None = None  # a user message being edited
         self.classes("w-full gap-1 parley-message").mark(f"message-{message.id}")
         if message.role == Role.user:
             self._build_user()
@@ -127,7 +129,80 @@ class MessageView(ui.column):
         self.classes("items-end")
         with self, ui.row().classes("parley-user-row"):  # styled in parley.css: short class lists, fewer bytes
             LocalTime(self.message.created_at)
-            ui.label(self.message.content).classes("parley-user-message").mark("user-message")
+            self.user_label = ui.label(self.message.content).classes("parley-user-message").mark("user-message")
+        with self:
+            self.footer = ui.row().classes("items-center gap-1 parley-muted parley-message-footer")
+        with self.footer:
+            ui.button(icon="edit", on_click=self._start_edit).props(
+                'flat dense round size=sm title="Edit" aria-label="Edit this message"'
+            ).mark("edit-message")
+            if len(self.variants) > 1:
+                self._build_variant_nav()
+            self._build_message_menu()
+
+    def _start_edit(self) -> None:
+        """Replace the message by a box with its text, Save and Cancel: Save sends the edit as a new branch."""
+        if self._editor is not None:
+            return
+        with self:
+            with ui.column().classes("w-full items-end gap-1").mark("message-editor") as editor:
+                box = ui.textarea(value=self.message.content).props("autogrow outlined autofocus").classes("w-full")
+                box.mark("edit-text")
+                with ui.row().classes("gap-1"):
+                    ui.button("Cancel", on_click=self._end_edit).props("flat no-caps").mark("edit-cancel")
+                    ui.button("Save and send", on_click=lambda: self._save_edit(box.value or "")).props("no-caps").mark(
+                        "edit-save"
+                    )
+        self._editor = editor
+        self.footer.set_visibility(False)
+
+    def _end_edit(self) -> None:
+        if self._editor is not None:
+            self._editor.delete()
+            self._editor = None
+        if not self.footer.is_deleted:
+            self.footer.set_visibility(True)
+
+    async def _save_edit(self, text: str) -> None:
+        if not await self.guard():
+            return
+        try:
+            await self.engine.edit(self.message_id, text, account=self.account)
+        except Exception as error:  # blank, too long, busy, over a limit: the box keeps the text
+            self.on_error(error)
+            return
+        self._end_edit()
+
+    def _build_message_menu(self) -> None:
+        """The ⋯ menu of a message: continue in a new conversation from here, or delete it with what follows."""
+        with (
+            ui.button(icon="more_horiz")
+            .props('flat dense round size=sm title="More" aria-label="More actions"')
+            .mark("message-menu")
+        ):
+            with ui.menu():
+                ui.menu_item("Continue in a new conversation", self._fork).mark("fork-message")
+                ui.menu_item("Delete…", self._delete).mark("delete-message")
+
+    async def _fork(self) -> None:
+        try:
+            conversation_id = await self.engine.fork(self.message_id, self.account)
+        except Exception as error:
+            self.on_error(error)
+            return
+        ui.navigate.to(f"/c/{conversation_id}")
+
+    async def _delete(self) -> None:
+        what = "this message" if self.message.role == Role.user else "this answer"
+        if not await confirm(
+            f"Delete {what}?", "It is deleted with everything under it: its answers, the later turns, their branches.",
+            "Delete", mark="confirm-delete-message",
+        ):  # fmt: skip
+            return
+        try:
+            await self.engine.delete_message(self.message_id, self.account)
+        except Exception as error:
+            self.on_error(error)
 
     def _build_assistant(self) -> None:
         generation = self.engine.live(self.message_id, self.account)
@@ -151,9 +226,11 @@ class MessageView(ui.column):
             self._waiter = background_tasks.create(self._wait_for_end(generation), name="message-view-wait")
             self.client.on_delete(self.detach)
 
-    def shows(self, message: Message) -> bool:
-        """True when this view already shows ``message`` as stored (same id, same status)."""
-        return self.message_id == message.id and self.message.status == message.status
+    def shows(self, message: Message, siblings: int) -> bool:
+        """True when this view already shows ``message`` as stored (same id, same status, as many siblings)."""
+        return (
+            self.message_id == message.id and self.message.status == message.status and len(self.variants) == siblings
+        )
 
     def detach(self) -> None:
         """Stop waiting for the live answer to end (the tab went away or the view is replaced)."""
@@ -211,6 +288,7 @@ class MessageView(ui.column):
             self._build_regenerate_menu()
             if self.body is not None:
                 CopyMessage(self.body)
+            self._build_message_menu()
             details = describe_generation(message)
             if details:
                 ui.label(details).classes("text-xs").mark("message-details")

@@ -26,8 +26,12 @@ from .conversation_list import ConversationList
 from .login_page import login_page
 from .notices import show_error
 from .settings_dialog import open_settings
+from .share_dialog import open_share_dialog
+from .share_page import register_share_page
 from .shortcuts import SHORTCUTS, show_shortcuts
 from .theme import ThemeToggle, install_theme
+from .transfer_dialog import export_all_link
+from .tree_panel import TreePanel
 from .welcome import StartPage
 
 
@@ -44,14 +48,15 @@ def register_pages(
         start: what the start page says about the model that answers (default: the engine's default model).
     """
     install_theme()
+    register_share_page(store, accounts)
 
-    async def chat_page(request: Request, conversation_id: int | None) -> Response | None:
+    async def chat_page(request: Request, conversation_id: int | None, message: int | None = None) -> Response | None:
         account = await page_account(request, accounts)
         if account is None:
             return login_redirect(request)
         guard = session_guard(request, accounts)
         await layout(engine, store, conversation_id, list_models, account=account, accounts=accounts, guard=guard,
-                     start=start)  # fmt: skip
+                     start=start, message_id=message)  # fmt: skip
         return None
 
     @ui.page("/", title="Parley")
@@ -59,8 +64,9 @@ def register_pages(
         return await chat_page(request, None)
 
     @ui.page("/c/{conversation_id}", title="Parley")
-    async def conversation_page(request: Request, conversation_id: int) -> Response | None:
-        return await chat_page(request, conversation_id)
+    async def conversation_page(request: Request, conversation_id: int, message: int | None = None) -> Response | None:
+        """A conversation; ``?message=M`` opens it at message M (on the branch that holds it, highlighted)."""
+        return await chat_page(request, conversation_id, message)
 
     # ``ui.page`` removes every route of its path: ``POST /login`` (chat/auth/http.py) is registered after this
     @ui.page("/login", title="Log in · Parley")
@@ -97,8 +103,10 @@ async def layout(
     accounts: Accounts | None = None,
     guard: Guard = always_signed_in,
     start: StartPage | None = None,
+    message_id: int | None = None,
 ) -> None:
-    """Header, drawer and the conversation (or a not-found notice, also for another user's conversation).
+    """Header, drawer, the tree panel and the conversation (or a not-found notice, also for another user's
+    conversation).
 
     The header is one row at every width (the title ends in an ellipsis); the drawer is beside the page on wide screens
     and an overlay on narrow ones (Quasar's ``show-if-above``, below 1024 px), closed when a page opens there. The
@@ -114,6 +122,8 @@ async def layout(
         accounts: for the header's user menu (none without it).
         guard: checks that the page's login still holds before a Send or Regenerate.
         start: what the start page says about the model that answers.
+        message_id: open the conversation at this message: its branch shown, the message scrolled to and highlighted
+            (a search result, a link); ignored when it is not one of the conversation's.
     """
     conversation = None
     if conversation_id is not None:
@@ -133,10 +143,24 @@ async def layout(
     await conversations.load()
 
     current: list[int] = [conversation_id] if conversation_id is not None else []  # once there is one
+    tree = TreePanel(engine, account=account)
+    if message_id is not None and conversation is not None:
+        try:
+            shown = await engine.show_message(message_id, account)
+            if shown.conversation_id != conversation_id:
+                message_id = None
+        except NotFound:
+            message_id = None
 
     async def settings() -> None:
         try:
             await open_settings(engine, store, current[0], list_models, account=account)
+        except Exception as error:
+            show_error(error)
+
+    async def share() -> None:
+        try:
+            await open_share_dialog(engine, store, current[0], account, guard=guard)
         except Exception as error:
             show_error(error)
 
@@ -150,13 +174,25 @@ async def layout(
             .props('flat round title="Conversation settings" aria-label="Conversation settings"')
             .mark("settings")
         )
+        share_button = (
+            ui.button(icon="share", on_click=share).props('flat round title="Share" aria-label="Share"').mark("share")
+        )
+        tree_button = (
+            ui.button(icon="account_tree", on_click=tree.toggle)
+            .props('flat round title="Conversation tree" aria-label="Conversation tree"')
+            .mark("tree-toggle")
+        )
         if conversation_id is None:  # shown by parley.css once the first message is on the page: nothing to send
             settings_button.classes("parley-after-first-message")
+            tree_button.classes("parley-after-first-message")
+            share_button.classes("parley-after-first-message")
         shortcut = next(s.keys[0] for s in SHORTCUTS if s.action == "help")
         ui.button(icon="keyboard", on_click=show_shortcuts).props(
             f'flat round aria-label="Keyboard shortcuts" title="Keyboard shortcuts ({shortcut})"'
         ).classes("max-sm:hidden").mark("shortcuts-button")
         ThemeToggle()
+        if accounts is None or not accounts.enabled:  # team mode: Export and Import are in the user menu
+            export_all_link(account)
         if accounts is not None:
             user_menu(account, accounts)
     # the drawer reaches down beside the footer (the composer), not under it: Quasar's layout view, third row
@@ -185,7 +221,8 @@ async def layout(
         attach(conversation_id)
         show_title(title)
 
-    chat = ChatView(engine, store, conversation, on_created=created, account=account, guard=guard, start=start)
+    chat = ChatView(engine, store, conversation, on_created=created, account=account, guard=guard, start=start,
+                    tree=tree, focus=message_id)  # fmt: skip
     if conversation_id is not None:
         attach(conversation_id)
         await chat.sync()

@@ -1,6 +1,7 @@
 // Shortcuts: the chat pages' keyboard shortcuts (chat/ui/shortcuts.py holds the list and the dialog). What needs no
-// server happens here: new chat, focus the message box, copy the last answer, previous/next conversation. The rest is
-// an event for the page ("stop", "regenerate", "help"). Ctrl is ⌘ on a Mac.
+// server happens here: new chat, the search palette (a click on the drawer's Search button), focus the message box,
+// copy the last answer, previous/next conversation. The rest is an event for the page ("stop", "regenerate",
+// "help"). Ctrl is ⌘ on a Mac.
 const MAC = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
 
 /** "Ctrl+Shift+O" -> { ctrl: true, alt: false, shift: true, key: "O" } */
@@ -72,6 +73,12 @@ export default {
     },
     newChat() {
       location.assign(`${window.path_prefix}/`);
+      return true;
+    },
+    search() {
+      const button = document.querySelector(".parley-search-button"); // chat/ui/search_palette.py
+      if (!button) return false;
+      button.click();
       return true;
     },
     focusComposer() {

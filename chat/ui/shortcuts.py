@@ -1,9 +1,9 @@
 """Keyboard shortcuts of the chat pages, and the dialog that lists them (``?`` or Ctrl+/).
 
-The keys are read in the browser (``shortcuts.js``), which does what needs no server itself (new chat, focus the
-message box, copy the last answer, previous and next conversation) and sends the page a ``stop``, ``regenerate`` or
-``help`` event for the rest. The bindings follow the chat UIs people know (ChatGPT, Open WebUI): Ctrl+Shift+O,
-Shift+Esc, Ctrl+Shift+C; Ctrl is ⌘ on a Mac.
+The keys are read in the browser (``shortcuts.js``), which does what needs no server itself (new chat, open the
+search palette, focus the message box, copy the last answer, previous and next conversation) and sends the page a
+``stop``, ``regenerate`` or ``help`` event for the rest. The bindings follow the chat UIs people know (ChatGPT, Open
+WebUI): Ctrl+Shift+O, Shift+Esc, Ctrl+Shift+C, Ctrl+K (search); Ctrl is ⌘ on a Mac.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class Shortcut:
 
 SHORTCUTS = (
     Shortcut("new-chat", ("Ctrl+Shift+O",), "New chat"),
+    Shortcut("search", ("Ctrl+K",), "Search conversations"),
     Shortcut("focus-composer", ("Shift+Escape",), "Focus the message box"),
     Shortcut("stop", ("Escape",), "Stop the answer while it streams"),
     Shortcut("regenerate", ("Alt+R",), "Regenerate the last answer"),

@@ -4,6 +4,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 from chat.store import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from chat.store.search import include_name  # the search index (0007), which the models do not declare
 
 target_metadata = SQLModel.metadata
 
@@ -22,7 +23,9 @@ def run_migrations() -> None:
             # drop would delete every row that references it (ON DELETE CASCADE). Checked again after the migration.
             connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
             connection.commit()
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(
+            connection=connection, target_metadata=target_metadata, render_as_batch=True, include_name=include_name
+        )
         with context.begin_transaction():
             context.run_migrations()
         connection.commit()
