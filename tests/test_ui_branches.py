@@ -105,9 +105,10 @@ async def test_the_tree_panel_draws_every_fork_and_a_click_shows_that_branch(
     tree = next(iter(user.find(marker="conversation-tree").elements))
     assert isinstance(tree, ui.tree)
     labels = [node["label"] for node in tree.nodes()]
-    assert labels[:3] == ["You: Q1", "Answer: A1", "You: Q2"]
-    assert "Branch 1 of 2" in labels and "Branch 2 of 2" in labels
-    assert "Answer: A2" in labels and "Answer: A2 again" in labels
+    top = [node["label"] for node in tree.props["nodes"]]
+    assert top == ["You: Q1", "Answer: A1", "You: Q2", "Answer: A2 again"]  # the shown path, one column
+    assert "Branch 1 of 2" in labels and "Branch 2 of 2" not in labels  # the other answer, nested under Q2
+    assert "Answer: A2" in labels
     shown = {node["label"] for node in tree.nodes() if node["shown"]}
     assert "Answer: A2 again" in shown and "Answer: A2" not in shown
     first = next(node["id"] for node in tree.nodes() if node["label"] == "Answer: A2")

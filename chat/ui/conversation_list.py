@@ -13,6 +13,7 @@ from ..store import Store
 from .confirm import confirm
 from .notices import show_error
 from .search_palette import SearchPalette
+from .transfer_dialog import export_conversation
 
 
 class ConversationList:
@@ -229,6 +230,12 @@ class ConversationList:
             archive = "Unarchive" if archived else "Archive"
             ui.menu_item(archive, lambda: self.set_flag(conversation_id, archived=not archived)).mark(
                 "archive-conversation"
+            )
+            ui.menu_item("Export as Markdown", lambda: export_conversation(conversation_id, "markdown")).mark(
+                "export-markdown"
+            )
+            ui.menu_item("Export as Parley JSON", lambda: export_conversation(conversation_id, "json")).mark(
+                "export-json"
             )
             ui.menu_item("Delete", lambda: self.delete(conversation_id)).mark("delete-conversation")
         menu.open()

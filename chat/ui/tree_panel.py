@@ -1,10 +1,10 @@
 """The conversation's whole tree in a side panel: every fork, the shown path highlighted, each message's first words;
 clicking a message shows the branch that holds it.
 
-A conversation is mostly long chains with a few forks, so the panel indents only at forks: a chain of messages is
-one column of rows, and a message with several answers or edits below it holds one "branch" row per child, each
-with its own chain inside (Quasar's ``QTree`` through ``ui.tree``). Hundreds of messages stay readable: the depth
-is the number of forks, not of turns. The tree is built only while the panel is open.
+A conversation is mostly long chains with some forks, so the panel indents only off the shown path: the shown path
+is one column of rows, and at a fork the other branches are nested rows, each with its own chain inside (Quasar's
+``QTree`` through ``ui.tree``). Hundreds of messages and forks stay readable. The tree is built only while the panel
+is open.
 """
 
 from __future__ import annotations
@@ -35,17 +35,26 @@ def label(message: Message) -> str:
 
 
 def tree_nodes(messages: Iterable[Message], shown: set[int]) -> list[dict[str, Any]]:
-    """The QTree nodes of a conversation: ``{"id": "m<id>" | "b<id>", "label", "shown", "children"}``; a chain is a
-    list of ``m`` rows; a fork's row holds one ``b`` (branch) row per child, each with that child's chain inside."""
+    """The QTree nodes of a conversation: ``{"id": "m<id>" | "b<id>", "label", "shown", "children"}``.
+
+    A chain of messages is one list of ``m`` rows. At a fork the branch its row leads on to (the one it shows) goes on
+    in the same list, and every other branch is a ``b`` row ("Branch 2 of 3") nested under the fork's row, holding
+    that branch's own chain (built the same way). So the depth is how far a branch is from the shown path, not how
+    many forks the conversation has: hundreds of forks on the shown path stay one column.
+    """
     children: dict[int | None, list[Message]] = defaultdict(list)
     for message in sorted(messages, key=lambda m: m.id or 0):
         children[message.parent_id].append(message)
 
-    def branches(kids: list[Message]) -> list[dict[str, Any]]:
+    def followed(kids: list[Message]) -> Message:
+        """The child a chain goes on with: the shown one (the selected one), else the newest."""
+        return next((kid for kid in kids if kid.selected), kids[-1])
+
+    def others(kids: list[Message], next_one: Message) -> list[dict[str, Any]]:
         return [
             {"id": f"b{kid.id}", "label": f"Branch {index} of {len(kids)}", "shown": kid.id in shown,
              "children": chain(kid)}
-            for index, kid in enumerate(kids, 1)
+            for index, kid in enumerate(kids, 1) if kid is not next_one
         ]  # fmt: skip
 
     def chain(start: Message) -> list[dict[str, Any]]:
@@ -55,16 +64,19 @@ def tree_nodes(messages: Iterable[Message], shown: set[int]) -> list[dict[str, A
             row: dict[str, Any] = {"id": f"m{node.id}", "label": label(node), "shown": node.id in shown}
             rows.append(row)
             kids = children.get(node.id, [])
-            if len(kids) > 1:
-                row["children"] = branches(kids)
-                break
-            node = kids[0] if kids else None
+            node = followed(kids) if kids else None
+            if node is not None and len(kids) > 1:
+                row["children"] = others(kids, node)
         return rows
 
     roots = children.get(None, [])
-    if len(roots) > 1:
-        return branches(roots)
-    return chain(roots[0]) if roots else []
+    if not roots:
+        return []
+    first = followed(roots)
+    rows = chain(first)
+    if len(roots) > 1:  # other first messages (an edited first question): branches under the first row
+        rows[0]["children"] = [*others(roots, first), *rows[0].get("children", [])]
+    return rows
 
 
 def expanded(nodes: list[dict[str, Any]]) -> list[str]:
