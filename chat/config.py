@@ -156,6 +156,11 @@ class Settings(BaseSettings):
         8, ge=1, le=100, description="Most rounds of tool calls in one answer (the model asks, tools answer)."
     )
     max_tool_calls: int = Field(32, ge=1, le=1000, description="Most tool calls in one answer.")
+    prices: Path | None = Field(
+        None,
+        description="JSON file of model prices in US dollars per million tokens, on top of the built-in OpenAI ones: "
+        '{"my-model": {"input": 0.5, "output": 1.5}}.',
+    )
     login_attempts_per_ip: int = Field(20, ge=1, description="Failed logins allowed per client address per minute.")
     login_attempts_per_name: int = Field(5, ge=1, description="Failed logins allowed per user name per minute.")
 

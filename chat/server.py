@@ -17,6 +17,7 @@ from .auth import Accounts, session_secret
 from .auth.http import register_login
 from .config import Settings, check_exposure
 from .engine import Engine, Limits
+from .engine.pricing import PriceTable
 from .engine.tool_loop import ToolLimits, ToolLoop
 from .provider import EMBEDDED_MODELS, EmbeddedModel, EmbeddedModelServer, Provider, ProviderError
 from .provider.errors import redact
@@ -134,6 +135,11 @@ def build_services(settings: Settings) -> Services:
             print(f"error: --mcp-config: {error}", file=sys.stderr)
             raise SystemExit(2) from None
     limits = ToolLimits(settings.max_tool_steps, settings.max_tool_calls, settings.approval_timeout)
+    try:
+        prices = PriceTable.load(settings.prices, free=(embedded_model.id,) if embedded_model else ())
+    except ValueError as error:  # a malformed --prices file: one line, as for any bad setting
+        print(f"error: --prices: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     engine = Engine(
         store,
         provider,
@@ -143,6 +149,7 @@ def build_services(settings: Settings) -> Services:
         max_message_length=settings.max_message_length,
         limits=Limits(settings.messages_per_minute, settings.concurrent_answers),
         tools=ToolLoop(toolbox, store, limits),
+        prices=prices,
     )
     accounts = Accounts(
         store,

@@ -191,18 +191,25 @@ def test_the_migration_indexes_rows_that_existed_before_it(database_url: str) ->
     store = Store(database_url)
     try:
         command.upgrade(alembic_config(store.engine), "0006")
-        conversation = store.create_conversation(title="Before search")
-        message, _ = said(store, conversation.id, "an old walrus message")
+        with store.engine.begin() as connection:  # rows as a 0006 database holds them (SQL: the models are newer)
+            conversation_id = connection.execute(text(
+                "INSERT INTO conversation (title, system_prompt, temperature, pinned, archived, created_at, updated_at)"
+                " VALUES ('Before search', '', 0.7, false, false, :now, :now) RETURNING id"
+            ), {"now": "2026-12-01 00:00:00"}).scalar_one()  # fmt: skip
+            message = connection.execute(text(
+                "INSERT INTO message (conversation_id, selected, role, content, status, created_at)"
+                " VALUES (:conversation, true, 'user', 'an old walrus message', 'complete', :now) RETURNING id"
+            ), {"conversation": conversation_id, "now": "2026-12-01 00:00:00"}).scalar_one()  # fmt: skip
         store.migrate()
-        assert found(search(store, "walrus", owner=None)) == [(conversation.id, message)]
-        assert found(search(store, "before", owner=None)) == [(conversation.id, None)]
+        assert found(search(store, "walrus", owner=None)) == [(conversation_id, message)]
+        assert found(search(store, "before", owner=None)) == [(conversation_id, None)]
         with store.engine.connect() as connection:
             assert _index_objects(connection) == 2
         command.downgrade(alembic_config(store.engine), "0006")  # drops them
         with store.engine.connect() as connection:
             assert _index_objects(connection) == 0
         store.migrate()  # and up again: everything indexed anew
-        assert found(search(store, "walrus", owner=None)) == [(conversation.id, message)]
+        assert found(search(store, "walrus", owner=None)) == [(conversation_id, message)]
     finally:
         store.close()
 

@@ -202,6 +202,8 @@ class MessageOut(BaseModel):
     ttft: float | None = Field(description="Seconds to the first token.")
     duration: float | None = Field(description="Seconds from the request to the last chunk.")
     omitted_messages: int | None = Field(description="Earlier messages left out to fit the context window.")
+    cost: float | None = Field(description="US dollars, from the model's price; null when the price is unknown.")
+    cost_estimated: bool = Field(description="The upstream sent no usage: the tokens were counted by Parley.")
     events: list[dict[str, Any]] | None = Field(
         description="An answer with more than text: its content events in order (reasoning, tool calls and their "
         "results; the README's Answer events), null for text only."
@@ -214,6 +216,8 @@ class ConversationDetail(ConversationOut):
 
     messages: list[MessageOut] = Field(description="Every message, every variant included, oldest first.")
     path: list[int] = Field(description="Ids of the messages shown: the selected variant at each step.")
+    cost: float = Field(description="US dollars of all its answers, every variant included (those with a price).")
+    cost_estimated: bool = Field(description="Some of it was counted by Parley (the upstream sent no usage).")
 
 
 class Cancelled(BaseModel):
@@ -390,6 +394,8 @@ async def get_conversation(conversation: OwnedConversation, store: StoreDep) -> 
         **ConversationOut.model_validate(conversation).model_dump(),
         messages=[MessageOut.model_validate(m) for m in messages],
         path=[m.id for m in selected_path(messages)],
+        cost=sum(m.cost or 0.0 for m in messages),
+        cost_estimated=any(m.cost_estimated for m in messages if m.cost is not None),
     )
 
 

@@ -29,6 +29,7 @@ from .checkpoints import Checkpointer
 from .events import ContentEvent, Event, Phase, content_of, replay
 from .generation import Decision, Generation
 from .policy import LOCAL, Account, Limits, ModelNotAllowed
+from .pricing import PriceTable
 from .text import DEFAULT_TITLE, clean_text, clean_title, make_title
 from .tool_loop import ToolLoop, assistant_messages, close_calls, hand_to_client, refuse_calls, stream_round
 
@@ -89,6 +90,7 @@ class Engine:
         max_message_length: the longest message ``send`` accepts, in characters.
         limits: per-user limits on messages per minute and concurrent answers (default: none).
         tools: runs the tool calls of answers (``tool_loop.ToolLoop``); None: answers never offer tools.
+        prices: what each model's tokens cost (``pricing.PriceTable``; default: OpenAI's models).
 
     Every method that names a conversation or message takes the ``account`` it is done for (default ``LOCAL``, the
     one person of personal mode): another user's conversation is ``NotFound``, as if it did not exist.
@@ -105,9 +107,11 @@ class Engine:
         max_message_length: int = 100_000,
         limits: Limits | None = None,
         tools: ToolLoop | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         self.store = store
         self.tools = tools
+        self.prices = prices or PriceTable()
         self.limits = limits or Limits()
         self.max_message_length = max_message_length
         self.provider = provider
@@ -374,11 +378,13 @@ class Engine:
         """The model an answer uses: the conversation's, else the default."""
         return conversation_model or self.default_model
 
-    def record_usage(self, account: Account, prompt_tokens: int | None, completion_tokens: int | None) -> None:
-        """Add an answer's tokens to ``account``'s daily usage (nothing in personal mode). Blocking: call it in a
-        thread."""
+    def record_usage(
+        self, account: Account, prompt_tokens: int | None, completion_tokens: int | None, cost: float | None = None
+    ) -> None:
+        """Add an answer's tokens (and its cost in dollars, when known) to ``account``'s daily usage (nothing in
+        personal mode). Blocking: call it in a thread."""
         if account.user_id is not None:
-            self.store.add_usage(account.user_id, prompt_tokens or 0, completion_tokens or 0)
+            self.store.add_usage(account.user_id, prompt_tokens or 0, completion_tokens or 0, cost=cost or 0.0)
 
     def check_model(self, account: Account, model: str) -> None:
         """Raise ModelNotAllowed unless ``account`` may use ``model``."""
@@ -772,6 +778,8 @@ class Engine:
                     counted = True
                     prompt_tokens += (stream.usage.prompt_tokens or 0) if stream.usage else 0
                     completion_tokens += stream.completion_tokens or 0
+                if stream.usage is None:
+                    generation.unmetered.append(request)
                 generation.finish_reason = stream.finish_reason
                 generation.omitted_messages = stream.omitted or None
                 if stream.tools_refused and definitions:
@@ -817,12 +825,31 @@ class Engine:
                     counted = True
                     prompt_tokens += (stream.usage.prompt_tokens or 0) if stream.usage else 0
                     completion_tokens += stream.completion_tokens or 0
+                if stream.usage is None:
+                    generation.unmetered.append(request)
             generation.duration = time.monotonic() - started
             if counted:
                 generation.prompt_tokens = prompt_tokens or None
                 generation.completion_tokens = completion_tokens or None
             close_calls(generation)
         await self._end(generation)
+
+    def _price(self, generation: Generation) -> None:
+        """Set the answer's cost from its usage and the price table; where the upstream sent no usage, count the
+        tokens with the model's counter and mark the cost an estimate. Blocking (a tokenizer): call it in a thread."""
+        model = generation.model or self.default_model
+        if self.prices.price(model) is None or generation.completion_tokens is None:
+            return
+        prompt = generation.prompt_tokens or 0
+        if generation.unmetered:
+            counter = self.provider.counters.get(model)
+            try:
+                prompt += sum(counter.count(request) for request in generation.unmetered)
+            except Exception:  # a tokenizer that fails must not lose the answer
+                log.exception("counting the prompt tokens of %s failed", generation)
+                return
+        generation.cost = self.prices.cost(model, prompt, generation.completion_tokens)
+        generation.cost_estimated = bool(generation.unmetered)
 
     def _task_ended(self, generation: Generation) -> None:
         """Safety net: a task cancelled before its first step never runs ``_generate``; end the answer anyway."""
@@ -839,14 +866,17 @@ class Engine:
         watchers."""
         if generation.done:
             return
-        user_id, fields = generation.user_id, generation.fields()
+        user_id = generation.user_id
 
         def store() -> Message:
+            self._price(generation)
+            fields = generation.fields()
             message = generation.unstored_message()
             if generation.message_id is not None:
                 message = self.store.finish_message(generation.message_id, **fields)
             if generation.completion_tokens is not None:
-                self.record_usage(Account(user_id), generation.prompt_tokens, generation.completion_tokens)
+                self.record_usage(Account(user_id), generation.prompt_tokens, generation.completion_tokens,
+                                  generation.cost)  # fmt: skip
             return message
 
         try:

@@ -73,7 +73,8 @@ class Generation:
         position: the log's position (``events.py``): characters of text so far, plus the sizes of the other content
             events.
         status, error, error_status, error_code, finish_reason, prompt_tokens, completion_tokens, ttft, duration,
-            omitted_messages: its outcome as the engine records it (``Message``'s fields of the same names).
+            omitted_messages, cost, cost_estimated: its outcome as the engine records it (``Message``'s fields of the
+            same names).
     """
 
     def __init__(
@@ -117,6 +118,10 @@ class Generation:
         self.ttft: float | None = None
         self.duration: float | None = None
         self.omitted_messages: int | None = None
+        self.cost: float | None = None
+        self.cost_estimated = False
+        self.unmetered: list[list[dict[str, Any]]] = []
+        """The requests whose upstream sent no usage (their prompt tokens are counted by Parley for the cost)."""
 
     # -- reading ---------------------------------------------------------------------------------------------------
 
@@ -362,6 +367,8 @@ class Generation:
             "ttft": self.ttft,
             "duration": self.duration,
             "omitted_messages": self.omitted_messages,
+            "cost": self.cost,
+            "cost_estimated": self.cost_estimated,
         }
 
     def unstored_message(self) -> Message:

@@ -1,9 +1,21 @@
 """Storage: SQLModel tables and the only code that touches the database."""
 
-from .models import ApiToken, Conversation, DailyUsage, Message, Role, ShareLink, Status, ToolApproval, User
+from .models import (
+    ApiToken,
+    Conversation,
+    DailyUsage,
+    Message,
+    Preset,
+    Role,
+    SavedPrompt,
+    ShareLink,
+    Status,
+    ToolApproval,
+    User,
+)
 from .store import NameTaken, NotFound, Store, selected_path
 
 __all__ = [
-    "ApiToken", "Conversation", "DailyUsage", "Message", "NameTaken", "NotFound", "Role", "ShareLink", "Status",
-    "Store", "ToolApproval", "User", "selected_path",
+    "ApiToken", "Conversation", "DailyUsage", "Message", "NameTaken", "NotFound", "Preset", "Role", "SavedPrompt",
+    "ShareLink", "Status", "Store", "ToolApproval", "User", "selected_path",
 ]  # fmt: skip

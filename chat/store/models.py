@@ -108,6 +108,7 @@ class DailyUsage(SQLModel, table=True):
     answers: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost: float = 0.0  # US dollars (answers of models with a price)
 
 
 class Conversation(SQLModel, table=True):
@@ -157,6 +158,8 @@ class Message(SQLModel, table=True):
     ttft: float | None = None  # time to first token, seconds
     duration: float | None = None  # request to last chunk, seconds
     omitted_messages: int | None = None  # earlier messages left out of the request to fit the context window
+    cost: float | None = None  # US dollars, from the price table (``engine/pricing.py``); None: the price is unknown
+    cost_estimated: bool = False  # the upstream sent no usage: the tokens were counted by Parley
     # the answer's content events when it has more than text (reasoning, tool calls): ``engine/events.py``'s JSON
     events: list[dict] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
@@ -197,3 +200,38 @@ class ShareLink(SQLModel, table=True):
     snapshot: dict = Field(sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
+
+
+class SavedPrompt(SQLModel, table=True):
+    """A prompt of a user's library: ``text`` may hold ``{{placeholders}}``, filled in when it is inserted. With
+    ``published`` (an admin's), every user has it."""
+
+    __tablename__ = "saved_prompt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int | None = Field(  # its owner; None: personal mode
+        default=None, sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True)
+    )
+    name: str = Field(max_length=100)
+    text: str
+    published: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Preset(SQLModel, table=True):
+    """Settings to start a conversation from: system prompt, model, temperature, tools. One of a user's may be their
+    default; with ``published`` (an admin's), every user has it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int | None = Field(  # its owner; None: personal mode
+        default=None, sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True)
+    )
+    name: str = Field(max_length=100)
+    system_prompt: str = ""
+    model: str | None = None  # None: the default model
+    temperature: float | None = None  # None: the default temperature
+    tools: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    is_default: bool = False
+    published: bool = False
+    created_at: datetime = Field(default_factory=utcnow)

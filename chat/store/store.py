@@ -639,20 +639,23 @@ class Store:
 
     # -- usage ------------------------------------------------------------------------------------
 
-    def add_usage(self, user_id: int, prompt_tokens: int, completion_tokens: int, day: date | None = None) -> None:
-        """Add one answer's tokens to ``user_id``'s count for ``day`` (default: today, UTC)."""
+    def add_usage(
+        self, user_id: int, prompt_tokens: int, completion_tokens: int, day: date | None = None, *, cost: float = 0.0
+    ) -> None:
+        """Add one answer's tokens and cost (dollars) to ``user_id``'s count for ``day`` (default: today, UTC)."""
         day = day or utcnow().date()
         values = {
             "answers": DailyUsage.answers + 1,
             "prompt_tokens": DailyUsage.prompt_tokens + prompt_tokens,
             "completion_tokens": DailyUsage.completion_tokens + completion_tokens,
+            "cost": DailyUsage.cost + cost,
         }
         where = (col(DailyUsage.user_id) == user_id, col(DailyUsage.day) == day)
         for _ in range(2):  # a concurrent first insert of the day: the second try updates its row
             with self._session() as session:
                 if (session.execute(update(DailyUsage).where(*where).values(values)).rowcount or 0) == 0:
                     session.add(DailyUsage(user_id=user_id, day=day, answers=1, prompt_tokens=prompt_tokens,
-                                           completion_tokens=completion_tokens))  # fmt: skip
+                                           completion_tokens=completion_tokens, cost=cost))  # fmt: skip
                 try:
                     session.commit()
                     return

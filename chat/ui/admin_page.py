@@ -59,9 +59,15 @@ async def admin_page(
     await page.refresh()
 
 
+def usage_cell(tokens: int, answers: int, cost: float) -> str:
+    """One cell of the usage table: ``"<tokens> · <answers>"``, and `` · $<cost>`` when it cost anything."""
+    cell = f"{tokens:,} · {answers}"
+    return f"{cell} · ${cost:.4f}" if cost else cell
+
+
 def usage_table(users: list[User], usage: list[DailyUsage], days: int = USAGE_DAYS) -> tuple[list[dict], list[dict]]:
     """The usage table as ``(columns, rows)`` for ``ui.table``: one row per user with any usage, one column per day
-    (newest first) with ``"<tokens> · <answers>"``, and a total column.
+    (newest first) with ``"<tokens> · <answers>"`` (and `` · $<cost>`` when it cost anything), and a total column.
 
     Args:
         users: every user (for their names).
@@ -72,20 +78,21 @@ def usage_table(users: list[User], usage: list[DailyUsage], days: int = USAGE_DA
     dates = [today - timedelta(days=n) for n in range(days)]
     names = {user.id: user.name for user in users}
     cells: dict[int, dict[str, str]] = {}
-    totals: dict[int, list[int]] = {}
+    totals: dict[int, list[float]] = {}
     for row in usage:
         tokens = row.prompt_tokens + row.completion_tokens
-        cells.setdefault(row.user_id, {})[row.day.isoformat()] = f"{tokens:,} · {row.answers}"
-        total = totals.setdefault(row.user_id, [0, 0])
+        cells.setdefault(row.user_id, {})[row.day.isoformat()] = usage_cell(tokens, row.answers, row.cost)
+        total = totals.setdefault(row.user_id, [0, 0, 0.0])
         total[0] += tokens
         total[1] += row.answers
+        total[2] += row.cost
     columns = [{"name": "user", "label": "User", "field": "user", "align": "left"}]
     columns += [{"name": d.isoformat(), "label": d.strftime("%b %d"), "field": d.isoformat()} for d in dates]
     columns.append({"name": "total", "label": f"{days} days", "field": "total"})
     rows = []
     for user_id in sorted(cells, key=lambda i: names.get(i, "")):
-        tokens, answers = totals[user_id]
-        row = {"user": names.get(user_id, f"user {user_id}"), "total": f"{tokens:,} · {answers}"}
+        tokens, answers, cost = totals[user_id]
+        row = {"user": names.get(user_id, f"user {user_id}"), "total": usage_cell(int(tokens), int(answers), cost)}
         row.update({d.isoformat(): cells[user_id].get(d.isoformat(), "") for d in dates})
         rows.append(row)
     return columns, rows

@@ -20,7 +20,7 @@ from ..store import Conversation, Message, NotFound, Role, Store, selected_path
 from .access import Guard, always_signed_in
 from .composer import Composer, draft_prefix
 from .local_time import LocalTime
-from .message_view import MessageView
+from .message_view import MessageView, format_cost
 from .notices import show_error
 from .shortcuts import Shortcuts
 from .streaming_message import StreamingMessage
@@ -79,6 +79,7 @@ class ChatView:
         self.sending = False  # a Send is being stored
         self.welcome: ui.column | None = None
         self.start: int | None = None  # index in the shown path of the first message on the page
+        self.cost_label: ui.label | None = None
         with ui.column().classes("parley-chat") as self.column:
             self.earlier = (
                 ui.button("Show earlier messages", icon="expand_less", on_click=self.show_earlier)
@@ -233,6 +234,22 @@ class ChatView:
                 self.reveal(self.views[focus - self.start])
             self._update_earlier()
             self._update_composer()
+            self._show_cost(messages)
+
+    def _show_cost(self, messages: list[Message]) -> None:
+        """The conversation's running cost (every answer and variant with a price) under its last message."""
+        priced = [m for m in messages if m.cost is not None]
+        if not priced:
+            return
+        text = "This conversation: " + format_cost(
+            sum(m.cost or 0.0 for m in priced), estimated=any(m.cost_estimated for m in priced)
+        )
+        if self.cost_label is None or self.cost_label.is_deleted:
+            with self.column:
+                self.cost_label = ui.label(text).classes("text-xs parley-muted self-center").mark("conversation-cost")
+        else:
+            self.cost_label.set_text(text)
+        self.cost_label.move(self.column)  # after the newest message
 
     async def show_earlier(self) -> None:
         """Add the ``PAGE_SIZE`` messages before the first one shown, above it."""

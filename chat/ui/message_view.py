@@ -61,8 +61,20 @@ def status_line(message: Message) -> tuple[str, str, str] | None:
     return None
 
 
+def format_cost(dollars: float, *, estimated: bool = False) -> str:
+    """Dollars as an answer's details show them: ``$0.0123``, ``<$0.0001``, ``$0`` for a free model; ``~`` and
+    "(estimate)" when the tokens were counted by Parley."""
+    if dollars == 0:
+        text = "$0"
+    elif dollars < 0.0001:
+        text = "<$0.0001"
+    else:
+        text = f"${dollars:.4f}" if dollars < 1 else f"${dollars:,.2f}"
+    return f"~{text} (estimate)" if estimated else text
+
+
 def describe_generation(message: Message) -> str:
-    """One line of details for an answer: model, temperature, tokens, time to first token, speed."""
+    """One line of details for an answer: model, temperature, tokens, time to first token, speed, cost."""
     parts = [message.model or ""]
     if message.temperature is not None:
         parts.append(f"temperature {message.temperature:g}")
@@ -74,6 +86,8 @@ def describe_generation(message: Message) -> str:
         streaming = message.duration - message.ttft
         if streaming > 0:
             parts.append(f"{message.completion_tokens / streaming:.1f} tokens/s")
+    if message.cost is not None:
+        parts.append(format_cost(message.cost, estimated=message.cost_estimated))
     if message.finish_reason and message.finish_reason != "stop" and message.finish_reason not in FINISH_LABELS:
         parts.append(f"finish_reason {message.finish_reason}")
     return " · ".join(p for p in parts if p)
