@@ -34,6 +34,8 @@ class Ann:
     variant: int
     token: str
     share: int = 0
+    prompt: int = 0
+    preset: int = 0
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +61,13 @@ def ann(team: Team) -> Ann:
         variant = read_answer(client, "POST", f"/api/messages/{first['assistant_message_id']}/regenerate", {})
         shared = client.post(f"/api/conversations/{conversation_id}/share", json={"audience": "users"})
         assert shared.status_code == 201, shared.text
+        prompt = client.post("/api/prompts", json={"name": "Ann's prompt", "text": SECRET_QUESTION})
+        assert prompt.status_code == 201, prompt.text
+        preset = client.post("/api/presets", json={"name": "Ann's preset", "system_prompt": SECRET_QUESTION})
+        assert preset.status_code == 201, preset.text
     return Ann(conversation_id, first["user_message_id"], first["assistant_message_id"],
-               variant["assistant_message_id"], token, shared.json()["id"])  # fmt: skip
+               variant["assistant_message_id"], token, shared.json()["id"], prompt.json()["id"],
+               preset.json()["id"])  # fmt: skip
 
 
 @pytest.fixture(scope="module", params=["token", "session"])
@@ -81,6 +88,10 @@ def snapshot(team: Team, ann: Ann) -> dict[str, Any]:
             "messages": db.execute(
                 "SELECT * FROM message WHERE conversation_id = ? ORDER BY id", (ann.conversation,)
             ).fetchall(),
+            "library": [
+                db.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()  # noqa: S608  # fixed names
+                for table in ("saved_prompt", "preset")
+            ],
             "counts": [
                 db.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"]  # noqa: S608  # fixed names
                 for table in ("conversation", "message")
@@ -117,6 +128,10 @@ ROUTES: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "export as markdown": ("GET", "/api/conversations/{conversation}/export?format=markdown", None),
     "approve a tool call": ("POST", "/api/tool-calls/{call}/approve", {"always": True}),
     "deny a tool call": ("POST", "/api/tool-calls/{call}/deny", None),
+    "change a prompt": ("PATCH", "/api/prompts/{prompt}", {"text": "Bob's text"}),
+    "delete a prompt": ("DELETE", "/api/prompts/{prompt}", None),
+    "change a preset": ("PATCH", "/api/presets/{preset}", {"is_default": True}),
+    "delete a preset": ("DELETE", "/api/presets/{preset}", None),
 }
 
 
@@ -128,7 +143,8 @@ def test_every_route_with_an_id_is_checked_here(team: Team, ann: Ann) -> None:
         (method.upper(), path) for path, operations in document["paths"].items() if "{" in path for method in operations
     }
     placeholders = {"{conversation}": "{conversation_id}", "{question}": "{message_id}", "{answer}": "{message_id}",
-                    "{variant}": "{message_id}", "{call}": "{call_id}", "{share}": "{share_id}"}  # fmt: skip
+                    "{variant}": "{message_id}", "{call}": "{call_id}", "{share}": "{share_id}",
+                    "{prompt}": "{prompt_id}", "{preset}": "{preset_id}"}  # fmt: skip
     covered = set()
     for method, path, _body in ROUTES.values():
         path = path.partition("?")[0]
@@ -144,7 +160,7 @@ def test_another_users_ids_are_not_found_and_nothing_changes(
 ) -> None:
     method, template, body = ROUTES[route]
     ids = {"conversation": ann.conversation, "question": ann.question, "answer": ann.answer, "variant": ann.variant,
-           "call": "call_ann", "share": ann.share}  # fmt: skip
+           "call": "call_ann", "share": ann.share, "prompt": ann.prompt, "preset": ann.preset}  # fmt: skip
     before = snapshot(team, ann)
 
     response = bob.request(method, template.format(**ids), json=body)

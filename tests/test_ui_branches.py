@@ -31,6 +31,8 @@ async def two_turns(user: User, data_dir: Path, upstream: FakeUpstream) -> None:
     await wait_for(lambda: contents(data_dir) == ["Q1", "A1", "Q2", "A2"]
                    and stored_path(data_dir)[3].status == Status.complete)  # fmt: skip
     await user.should_see("A2")
+    # the page has seen the answer end too: every message has its actions (an answer's come when it ends)
+    await wait_for(lambda: len(user.find(marker="message-menu").elements) == 4)
 
 
 async def test_edit_an_earlier_question_branches_and_the_arrows_switch_branches(

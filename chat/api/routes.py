@@ -45,6 +45,15 @@ def register_api(app: FastAPI, engine: Engine, store: Store, accounts: Accounts)
         accounts: who each request is.
     """
     install(app, ApiServices(engine, store, accounts))
-    for router in (rest.router, search.router, transfer.router, share.router, prompts.router, openai_compat.router,
-                   stream.router, metrics_router):  # fmt: skip
+    include_routers(app, rest.router, search.router, transfer.router, share.router, prompts.router,
+                    openai_compat.router, stream.router, metrics_router)  # fmt: skip
+
+
+def include_routers(app: FastAPI, *routers: APIRouter) -> None:
+    """Include ``routers`` in ``app`` without growing its lifespan: FastAPI wraps the app's lifespan once more on
+    every ``include_router`` (to run the router's own, which ours do not have), and NiceGUI's test simulation runs
+    Parley's setup again on the same app for every test, so the wrapping would nest until Python's recursion limit."""
+    lifespan = app.router.lifespan_context
+    for router in routers:
         app.include_router(router)
+    app.router.lifespan_context = lifespan

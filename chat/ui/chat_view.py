@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from nicegui import background_tasks, ui
 
@@ -25,7 +26,7 @@ from .notices import show_error
 from .shortcuts import Shortcuts
 from .streaming_message import StreamingMessage
 from .tree_panel import TreePanel
-from .welcome import StartPage, welcome
+from .welcome import PresetChooser, StartPage, welcome
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ class ChatView:
         self.views: list[MessageView] = []
         self.sending = False  # a Send is being stored
         self.welcome: ui.column | None = None
+        #: the settings of the conversation the first Send creates (the start page's preset; see ``send``)
+        self.new_conversation_settings: Callable[[], dict[str, Any]] = dict
         self.start: int | None = None  # index in the shown path of the first message on the page
         self.cost_label: ui.label | None = None
         with ui.column().classes("parley-chat") as self.column:
@@ -89,11 +92,15 @@ class ChatView:
             )
             self.earlier.visible = False
             if conversation is None:
-                self.welcome = welcome(start or StartPage(lambda: engine.default_model), self.send_example)
+                presets = PresetChooser(store, account)
+                self.new_conversation_settings = presets.settings
+                self.welcome = welcome(start or StartPage(lambda: engine.default_model), self.send_example, presets)
                 with self.welcome:  # the components of a message load with the page, not after the first Enter
                     StreamingMessage().classes("hidden")
                     LocalTime(datetime.now(UTC)).classes("hidden")
-        self.composer = Composer(on_send=self.send, on_stop=self.stop, drafts=draft_prefix(account.owner))
+        self.composer = Composer(
+            on_send=self.send, on_stop=self.stop, drafts=draft_prefix(account.owner), prompts=(store, account)
+        )
         self.shortcuts = Shortcuts(composer=self.composer.input, on_stop=self.stop, on_regenerate=self.regenerate_last)
         ui.context.client.on_delete(self._detach_all)
         if conversation is not None:
@@ -127,7 +134,7 @@ class ChatView:
         try:
             if not await self.guard():  # logged out meanwhile: the tab goes to the login page
                 return
-            user, _ = await self.engine.send(self.conversation_id, content, account=self.account)
+            user, _ = await self._send_to(content)
         except Exception as error:
             show_error(error)
             return
@@ -143,6 +150,19 @@ class ChatView:
             await self.sync()
             assert self.conversation is not None
             self.on_created(user.conversation_id, self.conversation.title)
+
+    async def _send_to(self, content: str) -> tuple[Message, Message]:
+        """Send ``content`` here, or to a new conversation with ``new_conversation_settings()``: one with ``tools``
+        is created first (so its first answer already has them), and deleted again when the send is refused."""
+        settings = self.new_conversation_settings() if self.conversation_id is None else {}
+        if "tools" not in settings:
+            return await self.engine.send(self.conversation_id, content, account=self.account, **settings)
+        created = await self.engine.create_conversation(self.account, **settings)
+        try:
+            return await self.engine.send(created, content, account=self.account)
+        except Exception:
+            await self.engine.delete_conversation(created, self.account)
+            raise
 
     async def send_example(self, text: str) -> None:
         """Send one of the start page's example prompts, as if typed."""

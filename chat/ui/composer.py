@@ -7,7 +7,11 @@ from collections.abc import Awaitable, Callable
 
 from nicegui import ui
 from nicegui.element import Element
-from nicegui.events import GenericEventArguments
+from nicegui.events import GenericEventArguments, ValueChangeEventArguments
+
+from ..engine import Account
+from ..store import Store
+from .prompt_library import PromptLibrary
 
 #: The ``localStorage`` key prefix of drafts. A draft's key is ``parley-draft:<user>:<conversation>``: the user id
 #: (``local`` in personal mode), so that two people sharing a browser profile in team mode do not see each other's
@@ -60,22 +64,32 @@ class SendButton(Element, component="send_button.js"):
 class Composer:
     """The message box and its one button, Send or Stop, in the page's footer.
 
-    Enter sends, Shift+Enter adds a line. The button is Stop while the conversation answers.
+    Enter sends, Shift+Enter adds a line. The button is Stop while the conversation answers. With ``prompts``,
+    typing ``/`` opens the saved prompts' menu (``PromptLibrary``): while it is open, Up/Down/Enter/Esc work in it.
 
     Args:
         on_send: called for Enter and for Send.
         on_stop: called for Stop.
         drafts: the user's draft key prefix (``draft_prefix``).
+        prompts: ``(store, account)`` of the ``/`` library, or None for none.
     """
 
     def __init__(
-        self, *, on_send: Callable[[], Awaitable[None]], on_stop: Callable[[], Awaitable[None]], drafts: str
+        self,
+        *,
+        on_send: Callable[[], Awaitable[None]],
+        on_stop: Callable[[], Awaitable[None]],
+        drafts: str,
+        prompts: tuple[Store, Account] | None = None,
     ) -> None:
         self.on_send = on_send
         self.on_stop = on_stop
         self.busy = False
+        self.library: PromptLibrary | None = None
         with ui.footer(wrap=False).classes("parley-composer-bar"):
             ScrollToBottom()
+            if prompts is not None:
+                self.library = PromptLibrary(*prompts, get_text=lambda: self.text, set_text=self.set_text)
             with ui.row().classes("w-full max-w-3xl mx-auto items-end gap-2 no-wrap"):
                 self.input = (
                     ui.textarea(placeholder="Message Parley…")
@@ -88,6 +102,24 @@ class Composer:
                 self.input.on("keydown.enter.exact.prevent", self._enter, js_handler="(e) => emit(e.target.value)")
                 self.button = SendButton(self._act).mark("send")
             ComposerDraft(self.input, drafts)
+        if self.library is not None:
+            self._wire_library(self.library)
+
+    def _wire_library(self, library: PromptLibrary) -> None:
+        """The ``/`` menu follows the box's value; Up/Down/Esc go to it while it is open (the browser checks that the
+        menu is shown before taking the key from the box)."""
+        self.input.on_value_change(self._value_changed)
+        is_open = f"document.getElementById('c{library.menu.id}')?.offsetParent"
+        for key, step in (("up", -1), ("down", 1)):
+            self.input.on(
+                f"keydown.{key}", lambda _e, step=step: library.move(step),
+                js_handler=f"(e) => {{ if ({is_open}) {{ e.preventDefault(); emit(); }} }}",
+            )  # fmt: skip
+        self.input.on("keydown.esc", lambda _e: library.close(), js_handler=f"(e) => {{ if ({is_open}) emit(); }}")
+
+    async def _value_changed(self, event: ValueChangeEventArguments) -> None:
+        if self.library is not None:
+            await self.library.on_text(event.value or "")
 
     @property
     def text(self) -> str:
@@ -107,6 +139,9 @@ class Composer:
     async def _enter(self, event: GenericEventArguments) -> None:
         if isinstance(event.args, str):
             self._set_silently(event.args)
+        if self.library is not None and self.library.is_open:
+            await self.library.choose_highlighted()
+            return
         await self.on_send()
 
     def _set_silently(self, text: str) -> None:
