@@ -240,33 +240,8 @@ class AdminPage:
             served = await self.list_models()
         except Exception:  # an unreachable upstream: the models already allowed can still be edited
             served = []
-        allowed = user.allowed_models
-        options = sorted(set(served) | set(allowed or ()))
-        with ui.dialog() as dialog, ui.card().classes("min-w-[420px]"):
-            ui.label(f"Models {user.name} may use").classes("text-lg")
-            every = ui.checkbox("All models (also those added later)", value=allowed is None).mark("all-models")
-            chosen = (
-                ui.select(
-                    options,
-                    value=sorted(allowed or ()),
-                    multiple=True,
-                    label="Models",
-                    with_input=True,
-                    new_value_mode="add-unique",
-                )
-                .props("use-chips outlined dense")
-                .classes("w-full")
-                .mark("allowed-models")
-            )
-            chosen.bind_enabled_from(every, "value", backward=lambda value: not value)
-            with ui.row().classes("w-full justify-end"):
-                ui.button("Cancel", on_click=lambda: dialog.submit(None)).props("flat")
-                ui.button(
-                    "Save", on_click=lambda: dialog.submit({"models": None if every.value else list(chosen.value)})
-                ).mark("save-models")
-        choice = await dialog
-        dialog.delete()
-        if choice is None or not await self.guard():
+        choice = await self._ask_allowed(user, "models", served, user.allowed_models)
+        if choice is None:
             return
         try:
             await asyncio.to_thread(self.accounts.set_models, user.id, choice["models"])
@@ -284,33 +259,8 @@ class AdminPage:
             served = [tool.name for tool in await self.engine.available_tools(LOCAL)]
         except Exception:  # a broken toolbox: the tools already allowed can still be edited
             served = []
-        allowed = user.allowed_tools
-        options = sorted(set(served) | set(allowed or ()))
-        with ui.dialog() as dialog, ui.card().classes("min-w-[420px]"):
-            ui.label(f"Tools {user.name} may use").classes("text-lg")
-            every = ui.checkbox("All tools (also those added later)", value=allowed is None).mark("all-tools")
-            chosen = (
-                ui.select(
-                    options,
-                    value=sorted(allowed or ()),
-                    multiple=True,
-                    label="Tools",
-                    with_input=True,
-                    new_value_mode="add-unique",
-                )
-                .props("use-chips outlined dense")
-                .classes("w-full")
-                .mark("allowed-tools")
-            )
-            chosen.bind_enabled_from(every, "value", backward=lambda value: not value)
-            with ui.row().classes("w-full justify-end"):
-                ui.button("Cancel", on_click=lambda: dialog.submit(None)).props("flat")
-                ui.button(
-                    "Save", on_click=lambda: dialog.submit({"tools": None if every.value else list(chosen.value)})
-                ).mark("save-tools")
-        choice = await dialog
-        dialog.delete()
-        if choice is None or not await self.guard():
+        choice = await self._ask_allowed(user, "tools", served, user.allowed_tools)
+        if choice is None:
             return
         tools = (
             None
@@ -324,6 +274,42 @@ class AdminPage:
             return
         ui.notify(f"Tools of {user.name} saved", type="positive")
         await self.refresh()
+
+    async def _ask_allowed(
+        self, user: User, kind: str, served: list[str], allowed: frozenset[str] | None
+    ) -> dict[str, list[str] | None] | None:
+        """The dialog "<Kind> <user> may use": every one (also those added later), or a chosen few of ``served`` and
+        ``allowed``. Returns ``{kind: None (every one) | [names]}``, or None when cancelled or no longer signed in.
+        ``kind`` is ``"models"`` or ``"tools"``: it names the dialog and its markers (``all-models``,
+        ``allowed-models``, ``save-models``)."""
+        options = sorted(set(served) | set(allowed or ()))
+        with ui.dialog() as dialog, ui.card().classes("min-w-[420px]"):
+            ui.label(f"{kind.capitalize()} {user.name} may use").classes("text-lg")
+            every = ui.checkbox(f"All {kind} (also those added later)", value=allowed is None).mark(f"all-{kind}")
+            chosen = (
+                ui.select(
+                    options,
+                    value=sorted(allowed or ()),
+                    multiple=True,
+                    label=kind.capitalize(),
+                    with_input=True,
+                    new_value_mode="add-unique",
+                )
+                .props("use-chips outlined dense")
+                .classes("w-full")
+                .mark(f"allowed-{kind}")
+            )
+            chosen.bind_enabled_from(every, "value", backward=lambda value: not value)
+            with ui.row().classes("w-full justify-end"):
+                ui.button("Cancel", on_click=lambda: dialog.submit(None)).props("flat")
+                ui.button(
+                    "Save", on_click=lambda: dialog.submit({kind: None if every.value else list(chosen.value)})
+                ).mark(f"save-{kind}")
+        choice = await dialog
+        dialog.delete()
+        if choice is None or not await self.guard():
+            return None
+        return choice
 
     # -- adding a user ----------------------------------------------------------------------------------
 
