@@ -161,8 +161,26 @@ class Settings(BaseSettings):
         description="JSON file of model prices in US dollars per million tokens, on top of the built-in OpenAI ones: "
         '{"my-model": {"input": 0.5, "output": 1.5}}.',
     )
+    max_attachment_mb: float = Field(
+        20.0, gt=0, le=1024, description="Largest file a user may attach, in megabytes (as uploaded)."
+    )
+    max_attachments: int = Field(10, ge=1, le=100, description="Most files attached to one message.")
+    max_image_side: int = Field(
+        2048, ge=64, le=8192, description="Attached images are scaled down to this longest side, in pixels."
+    )
+    text_only_models: str = Field(
+        "",
+        description="Comma-separated patterns (fnmatch: gpt-3.5*, llama3*) of upstream models that take no images: "
+        "an image for them is refused before anything is sent. Others take images until their server refuses them "
+        "(remembered); the embedded model takes none.",
+    )
     login_attempts_per_ip: int = Field(20, ge=1, description="Failed logins allowed per client address per minute.")
     login_attempts_per_name: int = Field(5, ge=1, description="Failed logins allowed per user name per minute.")
+
+    @property
+    def text_only_patterns(self) -> list[str]:
+        """``text_only_models`` as a list of patterns."""
+        return [pattern.strip() for pattern in self.text_only_models.split(",") if pattern.strip()]
 
     @field_validator("openai_base_url")
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any
 from nicegui import app, ui
 
 from .api import register_api
+from .attachments import FileLimits
 from .auth import Accounts, session_secret
 from .auth.http import register_login
 from .config import Settings, check_exposure
@@ -63,6 +64,7 @@ def provider_options(settings: Settings) -> dict[str, Any]:
         "retry_budget": settings.retry_budget,
         "max_tokens": settings.max_tokens,
         "context_window": settings.context_window,
+        "text_only_models": settings.text_only_patterns,
     }
 
 
@@ -100,6 +102,7 @@ def embedded_provider(
         served_models=[model.id],
         refuse=model.refuse,
         tools_supported=False,  # llama-cpp-python's server with these small models calls no tools
+        images_supported=False,  # nor do they see images
         **options,
     )
     return provider
@@ -150,6 +153,10 @@ def build_services(settings: Settings) -> Services:
         limits=Limits(settings.messages_per_minute, settings.concurrent_answers),
         tools=ToolLoop(toolbox, store, limits),
         prices=prices,
+        files=FileLimits(
+            max_bytes=int(settings.max_attachment_mb * 1024 * 1024), max_image_side=settings.max_image_side
+        ),
+        max_attachments=settings.max_attachments,
     )
     accounts = Accounts(
         store,

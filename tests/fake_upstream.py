@@ -147,6 +147,9 @@ class Script:
     ``"fake-model does not support tools"``)."""
     reject_tools_status: int = 400
     """The HTTP status of a ``reject_tools`` refusal (llama.cpp's server answers some with 500)."""
+    reject_images: str | None = None
+    """Refuse a request with an ``image_url`` content part with a 400 and this error message (e.g. OpenAI's
+    ``"Invalid content type. image_url is only supported by certain models."``)."""
     hang: bool = False
     """Accept the request but never send response headers, until the client goes away."""
     stall_after: int | None = None
@@ -674,6 +677,11 @@ class FakeUpstream:
             return _error(400, "Unrecognized request argument supplied: stream_options", param="stream_options")
         if script.reject_tools is not None and "tools" in body:
             return _error(script.reject_tools_status, script.reject_tools)
+        if script.reject_images is not None and any(
+            isinstance(m.get("content"), list) and any(p.get("type") == "image_url" for p in m["content"])
+            for m in body.get("messages") or []
+        ):
+            return _error(400, script.reject_images, param="messages")
         if script.context_window is not None:
             messages = body.get("messages") or []
             counted = _word_count(messages) + 4 * len(messages)

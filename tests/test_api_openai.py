@@ -194,7 +194,9 @@ def test_refusals_have_openais_error_shape(parley: Parley, upstream: FakeUpstrea
         ({"messages": [*hello, {"role": "assistant", "content": "Hi"}]}, "messages[1].role", "must have role `user`"),
         ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id", "needs the `tool_call_id`"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
-         "messages[0].content", "text parts only"),
+         "messages[0].content", "must be a data: URL"),
+        ({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "x"}}]}]},
+         "messages[0].content", "text, image_url and file parts, not 'input_audio'"),
         ({"messages": [{"role": "user", "content": "   "}]}, "messages[0].content", "empty"),
         ({"messages": []}, "messages", "at least 1 item"),
     ]  # fmt: skip

@@ -340,7 +340,7 @@ def test_openapi_documents_the_routes_and_their_shapes(client: httpx.Client) -> 
     assert "text/event-stream" in send_op["responses"]["200"]["content"]
     assert {"404", "409", "422"} <= set(send_op["responses"])
     shapes = schema["components"]["schemas"]
-    assert {"content", "temperature", "model"} == set(shapes["SendMessage"]["properties"])
+    assert {"content", "temperature", "model", "attachments", "files"} == set(shapes["SendMessage"]["properties"])
     assert shapes["SendMessage"]["properties"]["temperature"]["anyOf"][0]["maximum"] == 2
     detail = shapes["ConversationDetail"]
     assert {"messages", "path"} <= set(detail["required"])

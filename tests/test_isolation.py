@@ -8,12 +8,14 @@ database (every column) must be the same before and after."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from .browser import assert_no_errors
 from .fake_upstream import FakeUpstream
@@ -36,6 +38,8 @@ class Ann:
     share: int = 0
     prompt: int = 0
     preset: int = 0
+    attachment: int = 0  # sent with her question
+    pending: int = 0  # uploaded, not sent yet
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +59,14 @@ def ann(team: Team) -> Ann:
         created = client.post("/api/conversations", json={"title": SECRET_TITLE, "system_prompt": "Be secret."})
         assert created.status_code == 201, created.text
         conversation_id = created.json()["id"]
+        uploaded = [client.post("/api/attachments", files={"file": ("secret.png", tiny_png(), "image/png")})
+                    for _ in range(2)]  # fmt: skip
+        assert all(u.status_code == 201 for u in uploaded), uploaded[0].text
+        attachment, pending = (u.json()["id"] for u in uploaded)
         first = read_answer(
-            client, "POST", f"/api/conversations/{conversation_id}/messages", {"content": SECRET_QUESTION}
-        )
+            client, "POST", f"/api/conversations/{conversation_id}/messages",
+            {"content": SECRET_QUESTION, "attachments": [attachment]},
+        )  # fmt: skip
         variant = read_answer(client, "POST", f"/api/messages/{first['assistant_message_id']}/regenerate", {})
         shared = client.post(f"/api/conversations/{conversation_id}/share", json={"audience": "users"})
         assert shared.status_code == 201, shared.text
@@ -67,7 +76,7 @@ def ann(team: Team) -> Ann:
         assert preset.status_code == 201, preset.text
     return Ann(conversation_id, first["user_message_id"], first["assistant_message_id"],
                variant["assistant_message_id"], token, shared.json()["id"], prompt.json()["id"],
-               preset.json()["id"])  # fmt: skip
+               preset.json()["id"], attachment, pending)  # fmt: skip
 
 
 @pytest.fixture(scope="module", params=["token", "session"])
@@ -78,6 +87,25 @@ def bob(request: pytest.FixtureRequest, team: Team) -> Iterator[httpx.Client]:
         yield client
     finally:
         client.close()
+
+
+def tiny_png() -> bytes:
+    """A 4×4 PNG."""
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 30, 30)).save(out, format="PNG")
+    return out.getvalue()
+
+
+_bobs: dict[int, int] = {}
+
+
+def bobs_conversation(bob: httpx.Client) -> int:
+    """A conversation of bob's own (made once per client)."""
+    if id(bob) not in _bobs:
+        created = bob.post("/api/conversations", json={"title": "Bob's"})
+        assert created.status_code == 201, created.text
+        _bobs[id(bob)] = created.json()["id"]
+    return _bobs[id(bob)]
 
 
 def snapshot(team: Team, ann: Ann) -> dict[str, Any]:
@@ -94,7 +122,7 @@ def snapshot(team: Team, ann: Ann) -> dict[str, Any]:
             ],
             "counts": [
                 db.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"]  # noqa: S608  # fixed names
-                for table in ("conversation", "message")
+                for table in ("conversation", "message", "attachment", "blob")
             ],
         }
 
@@ -132,6 +160,18 @@ ROUTES: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "delete a prompt": ("DELETE", "/api/prompts/{prompt}", None),
     "change a preset": ("PATCH", "/api/presets/{preset}", {"is_default": True}),
     "delete a preset": ("DELETE", "/api/presets/{preset}", None),
+    "describe an attachment": ("GET", "/api/attachments/{attachment}", None),
+    "an attachment's bytes": ("GET", "/api/attachments/{attachment}/content", None),
+    "an attachment's thumbnail": ("GET", "/api/attachments/{attachment}/thumbnail", None),
+    "a document's text": ("GET", "/api/attachments/{attachment}/text", None),
+    "delete an unsent attachment": ("DELETE", "/api/attachments/{pending}", None),
+    "send her attachment": ("POST", "/api/conversations/{bobs}/messages", {"content": "mine?", "attachments": [0]}),
+    "compare in her conversation": (
+        "POST",
+        "/api/conversations/{conversation}/compare",
+        {"content": "Bob's", "models": ["fake-model", "fake-model"]},
+    ),
+    "pick her answer": ("POST", "/api/messages/{variant}/pick", None),
 }
 
 
@@ -144,7 +184,8 @@ def test_every_route_with_an_id_is_checked_here(team: Team, ann: Ann) -> None:
     }
     placeholders = {"{conversation}": "{conversation_id}", "{question}": "{message_id}", "{answer}": "{message_id}",
                     "{variant}": "{message_id}", "{call}": "{call_id}", "{share}": "{share_id}",
-                    "{prompt}": "{prompt_id}", "{preset}": "{preset_id}"}  # fmt: skip
+                    "{prompt}": "{prompt_id}", "{preset}": "{preset_id}", "{attachment}": "{attachment_id}",
+                    "{pending}": "{attachment_id}", "{bobs}": "{conversation_id}"}  # fmt: skip
     covered = set()
     for method, path, _body in ROUTES.values():
         path = path.partition("?")[0]
@@ -160,11 +201,18 @@ def test_another_users_ids_are_not_found_and_nothing_changes(
 ) -> None:
     method, template, body = ROUTES[route]
     ids = {"conversation": ann.conversation, "question": ann.question, "answer": ann.answer, "variant": ann.variant,
-           "call": "call_ann", "share": ann.share, "prompt": ann.prompt, "preset": ann.preset}  # fmt: skip
+           "call": "call_ann", "share": ann.share, "prompt": ann.prompt, "preset": ann.preset,
+           "attachment": ann.attachment, "pending": ann.pending, "bobs": bobs_conversation(bob)}  # fmt: skip
     before = snapshot(team, ann)
+    if body is not None and body.get("attachments") == [0]:  # her attachment's id in bob's own message
+        body = {**body, "attachments": [ann.pending]}
+        missing_body = {**body, "attachments": [999_999]}
+    else:
+        missing_body = body
 
     response = bob.request(method, template.format(**ids), json=body)
-    missing = bob.request(method, template.format(**dict.fromkeys(ids, 999_999)), json=body)
+    missing = bob.request(method, template.format(**{**dict.fromkeys(ids, 999_999), "bobs": ids["bobs"]}),
+                          json=missing_body)  # fmt: skip
 
     assert response.status_code == 404, response.text
     assert missing.status_code == 404, missing.text

@@ -22,7 +22,7 @@ def test_migration_from_empty_database_to_head_matches_the_models(tmp_path: Path
     store.migrate()  # idempotent
     with store.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"include_name": include_name})
-        assert context.get_current_revision() == "0009"
+        assert context.get_current_revision() == "0010"
         assert compare_metadata(context, SQLModel.metadata) == []
     store.close()
     tables = {
@@ -37,7 +37,7 @@ def test_migration_on_a_new_postgresql_database_matches_the_models(postgres_serv
     store.migrate()  # idempotent
     with store.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"include_name": include_name})
-        assert context.get_current_revision() == "0009"
+        assert context.get_current_revision() == "0010"
         assert compare_metadata(context, SQLModel.metadata) == []
         assert {"conversation", "message", "alembic_version"} <= set(inspect(connection).get_table_names())
     store.close()

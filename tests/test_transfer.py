@@ -5,8 +5,10 @@ same file twice, the limits; and the ``/api`` routes on uvicorn. Every store tes
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
+import hashlib
 import io
 import json
 import logging
@@ -19,12 +21,15 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from fpdf import FPDF
 from nicegui.elements.upload_files import SmallFileUpload
 from nicegui.testing.user import User
 from nicegui.testing.user_simulation import user_simulation
+from PIL import Image
 from sqlmodel import Session, func, select
 
 from chat.api.routes import register_api
+from chat.attachments import FileLimits, prepare
 from chat.auth import Accounts
 from chat.engine import Account, Engine
 from chat.engine.events import (
@@ -40,9 +45,10 @@ from chat.engine.events import (
     parts,
     to_json,
 )
-from chat.store import Conversation, Message, Role, Status, Store
+from chat.store import Attachment, Blob, Conversation, Message, Role, Status, Store
+from chat.store.attachments import add_attachment, attachments_of, blobs, set_sent_chars
 from chat.store.transfer import NewConversation, NewMessage, import_conversations, owned_conversations
-from chat.transfer import ImportTooLarge, InvalidImport, Limits, import_file, markdown, parley_document
+from chat.transfer import ImportTooLarge, InvalidImport, Limits, import_file, markdown, markdown_zip, parley_document
 from chat.transfer.export import json_bytes
 
 from .browser import ROOT, free_port
@@ -157,6 +163,199 @@ def test_markdown_is_the_shown_path_readable(store: Store) -> None:
     assert "It is 42." in text and "*Stopped.*" in text
     assert "Forty" not in text  # the variant not shown stays out
     assert text.index("6*7?") < text.index("It is 42.") < text.index("And 7*8?")
+
+
+# -- attachments -------------------------------------------------------------------------------------------------------
+
+ATTACHMENT_FIELDS = ("kind", "name", "media_type", "size", "width", "height", "text", "tokens", "sent_chars",
+                     "created_at")  # fmt: skip
+
+
+def picture(fmt: str, size: tuple[int, int] = (40, 30)) -> bytes:
+    """A small image with two colours, as a camera or a screenshot tool writes it."""
+    image = Image.new("RGB", size, (10, 120, 200))
+    image.paste((250, 250, 0), (0, 0, size[0] // 2, size[1] // 2))
+    out = io.BytesIO()
+    image.save(out, format=fmt)
+    return out.getvalue()
+
+
+def pdf(text: str) -> bytes:
+    """A real one-page PDF with ``text`` (fpdf2)."""
+    document = FPDF()
+    document.set_font("helvetica", size=12)
+    document.add_page()
+    document.multi_cell(0, 10, text)
+    return bytes(document.output())
+
+
+def with_files(store: Store, owner: int) -> tuple[Conversation, dict[str, Attachment]]:
+    """A conversation of ``owner`` whose first user message carries a JPEG, a PNG and a PDF (its text cut to 10
+    characters when sent), and whose second carries a Markdown file and the same JPEG again; by file name."""
+    files = {name: prepare(data, name) for name, data in (
+        ("p.jpg", picture("JPEG")), ("q.png", picture("PNG")), ("rivers.pdf", pdf("The river Loire is long.")),
+        ("notes.md", "# Notes\n\nCafé: *ok*.\n".encode()))}  # fmt: skip
+    rows = {name: add_attachment(store, file, user_id=owner, tokens=7) for name, file in files.items()}
+    new = Conversation(user_id=owner, title="Files")
+    first, answer = store.add_exchange(None, "Look at these", model="m", temperature=0.5, new_conversation=new,
+                                       attachments=[rows[n].id for n in ("p.jpg", "q.png", "rivers.pdf")],
+                                       owner=owner)  # fmt: skip
+    store.finish_message(answer.id, content="Seen.", status=Status.complete)
+    set_sent_chars(store, {rows["rivers.pdf"].id: 10})  # type: ignore[dict-item]
+    again = add_attachment(store, files["p.jpg"], user_id=owner, tokens=1)
+    store.add_exchange(first.conversation_id, "And these", model="m", temperature=0.5,
+                       attachments=[again.id, rows["notes.md"].id], owner=owner)  # type: ignore[list-item]  # fmt: skip
+    conversation = store.get_conversation(first.conversation_id)
+    by_message = attachments_of(store, [first.id])  # type: ignore[list-item]
+    return conversation, {row.name: row for row in by_message[first.id]} | {"notes.md": rows["notes.md"]}  # type: ignore[index]
+
+
+def stored_files(store: Store, conversation_id: int) -> list[list[tuple[Attachment, bytes, bytes | None]]]:
+    """The attachments of each user message of a conversation (oldest first), with their bytes and thumbnails'."""
+    users = [m for m in store.messages(conversation_id) if m.role == Role.user]
+    found = attachments_of(store, [m.id for m in users])  # type: ignore[misc]
+    data = blobs(store, [sha for rows in found.values() for r in rows for sha in (r.sha256, r.thumbnail_sha256) if sha])
+    return [[(r, data[r.sha256], data.get(r.thumbnail_sha256 or "")) for r in found.get(m.id, [])]  # type: ignore[call-overload]
+            for m in users]  # fmt: skip
+
+
+def test_attachments_go_with_a_parley_json_export_and_import(store: Store) -> None:
+    ann, bob = user_id(store, "ann"), user_id(store, "bob")
+    conversation, originals = with_files(store, ann)
+    document = parley_document(owned_conversations(store, ann))
+    raw = json_bytes(document)
+    messages = document["conversations"][0]["messages"]
+    assert [len(m.get("attachments", [])) for m in messages] == [3, 0, 2, 0]  # only messages with files have the key
+    jpeg = messages[0]["attachments"][0]
+    assert set(jpeg) == {"kind", "name", "media_type", "width", "height", "text", "tokens", "sent_chars",
+                         "created_at", "data", "thumbnail"}  # fmt: skip
+    assert (jpeg["kind"], jpeg["name"], jpeg["media_type"], jpeg["width"], jpeg["height"]) == (
+        "image", "p.jpg", "image/jpeg", 40, 30)  # fmt: skip
+    original = dict(blobs(store, [originals["p.jpg"].sha256]))[originals["p.jpg"].sha256]
+    assert base64.b64decode(jpeg["data"]) == original and base64.b64decode(jpeg["thumbnail"])[:2] == b"\xff\xd8"
+    assert messages[0]["attachments"][2]["text"] == "The river Loire is long." and (
+        messages[0]["attachments"][2]["thumbnail"] is None)  # fmt: skip
+    assert messages[2]["attachments"][1]["data"] == jpeg["data"]  # the same file attached again
+
+    name, result = import_file(store, bob, raw)
+    assert (name, result.imported, result.messages) == ("parley", 1, 4)
+    assert (result.attachments, result.attachments_skipped, result.warnings) == (5, 0, [])
+    [(copy_, _)] = owned_conversations(store, bob)
+    before, after = stored_files(store, conversation.id), stored_files(store, copy_.id)  # type: ignore[arg-type]
+    assert [[r.name for r, _, _ in files] for files in after] == [["p.jpg", "q.png", "rivers.pdf"],
+                                                                   ["notes.md", "p.jpg"]]  # fmt: skip
+    for old_files, new_files in zip(before, after, strict=True):
+        for (old, old_data, old_thumb), (new, new_data, new_thumb) in zip(old_files, new_files, strict=True):
+            assert {f: getattr(new, f) for f in ATTACHMENT_FIELDS if f != "size"} == {
+                f: getattr(old, f) for f in ATTACHMENT_FIELDS if f != "size"}  # fmt: skip
+            assert new.user_id == bob and new.id != old.id and new_data and (new_thumb is None) == (old_thumb is None)
+            if new.media_type == "image/jpeg":  # read again as an upload is: re-encoded once more (JPEG is lossy)
+                assert new_data == prepare(old_data, old.name).data
+                assert Image.open(io.BytesIO(new_data)).size == (40, 30)
+            else:  # a PNG, a PDF, a text file: the same bytes, the same blob
+                assert new_data == old_data and new.sha256 == old.sha256 == hashlib.sha256(new_data).hexdigest()
+    assert after[0][2][0].sent_chars == 10 and after[0][2][0].text == "The river Loire is long."
+    assert after[1][0][0].text == "# Notes\n\nCafé: *ok*.\n" and after[1][0][0].media_type == "text/markdown"
+    with Session(store.engine) as session:  # every blob once, each one used
+        hashes = {sha for row in session.exec(select(Attachment)) for sha in (row.sha256, row.thumbnail_sha256) if sha}
+        assert {blob.sha256 for blob in session.exec(select(Blob))} == hashes
+    # the same file again: nothing new, no warnings of conversations skipped
+    again = import_file(store, bob, raw)[1]
+    assert (again.imported, again.skipped, again.attachments, again.warnings) == (0, 1, 0, [])
+    assert count(store, Attachment) == 10
+    # an export of the copy imports for a third user with the same files
+    carl = user_id(store, "carl")
+    third = import_file(store, carl, json_bytes(parley_document(owned_conversations(store, bob))))[1]
+    assert third.attachments == 5 and stored_files(store, third.conversation_ids[0])[0][1][1] == after[0][1][1]
+
+
+def test_an_imported_file_is_read_again_and_a_refused_one_is_left_out(store: Store) -> None:
+    ann = user_id(store, "ann")
+    with_files(store, ann)
+    document = parley_document(owned_conversations(store, ann))
+    bob = user_id(store, "bob")
+    messages = document["conversations"][0]["messages"]
+    jpeg, png, pdf_file = messages[0]["attachments"]
+    jpeg["data"] = base64.b64encode(base64.b64decode(jpeg["data"])[:60]).decode()  # a corrupted image
+    png |= {"kind": "document", "media_type": "text/html", "width": 1, "height": 1, "text": "<script>",
+            "tokens": "many", "created_at": "not a time"}  # claims that are not taken  # fmt: skip
+    pdf_file["sent_chars"] = 10_000  # more than its text
+    messages[2]["attachments"][0]["data"] = "not base64 at all!"
+    messages[2]["attachments"][1] = {"name": "../../etc/empty.txt"}  # no data
+    messages[1]["attachments"] = [dict(png)]  # on an answer: only a user message carries files
+    result = import_file(store, bob, json_bytes(document))[1]
+    assert (result.imported, result.messages, result.attachments, result.attachments_skipped) == (1, 4, 2, 4)
+    label = 'conversation 0 ("Files")'
+    first, answer, second = (str(messages[i]["id"]) for i in range(3))
+    assert len(result.warnings) == 4
+    assert result.warnings[0].startswith(f'{label}, message {first}: the attached file "p.jpg" was left out: p.jpg ')
+    assert result.warnings[1] == (f"{label}, message {answer}: 1 attached file of an assistant message left out "
+                                  "(only a user message carries files).")  # fmt: skip
+    assert result.warnings[2] == (f'{label}, message {second}: the attached file "notes.md" was left out: notes.md: '
+                                  "its data is not base64.")  # fmt: skip
+    assert result.warnings[3] == f'{label}, message {second}: the attached file "empty.txt" was left out: empty.txt ' \
+                                 "has no data."  # fmt: skip
+    files = stored_files(store, result.conversation_ids[0])
+    [(png_row, png_data, png_thumb), (pdf_row, _, _)] = files[0]
+    assert (png_row.kind, png_row.media_type, png_row.width, png_row.height, png_row.text) == (
+        "image", "image/png", 40, 30, None)  # what the bytes are, not what the file said  # fmt: skip
+    assert png_row.tokens == 765 and png_row.created_at is not None and png_thumb is not None
+    assert Image.open(io.BytesIO(png_data)).size == (40, 30)
+    assert pdf_row.sent_chars is None and pdf_row.text == "The river Loire is long."
+    assert files[1] == []
+
+
+def test_a_parley_json_file_of_hostile_attachments_imports_its_messages(store: Store) -> None:
+    message = {"id": 1, "role": "user", "content": "hi", "attachments": [
+        {"name": "bomb.png", "data": base64.b64encode(picture("PNG", (3000, 3000))).decode()},
+        {"name": "a.txt", "data": base64.b64encode(b"plain text").decode(), "sent_chars": True},
+        {"name": "b.bin", "data": base64.b64encode(bytes(range(256)) * 4).decode()},
+    ]}  # fmt: skip
+    document = {"format": "parley", "version": 1, "conversations": [{"id": 1, "title": "T", "messages": [message]}]}
+    limits = Limits(files=FileLimits(max_pixels=1_000_000))
+    result = import_file(store, None, json.dumps(document).encode(), limits=limits)[1]
+    assert (result.imported, result.attachments, result.attachments_skipped) == (1, 1, 2)
+    assert "bomb.png is 3,000×3,000 pixels" in result.warnings[0] and "b.bin is not a file Parley reads" in (
+        result.warnings[1])  # fmt: skip
+    [[(row, data, _)]] = stored_files(store, result.conversation_ids[0])
+    assert (row.name, row.kind, row.text, row.sent_chars, row.tokens, data) == (
+        "a.txt", "document", "plain text", None, None, b"plain text")  # fmt: skip
+    # the structure is still checked: attachments must be a list of objects
+    message["attachments"] = [5]
+    with pytest.raises(InvalidImport, match=r"messages\[0\]\.attachments\[0\]: expected an object"):
+        import_file(store, None, json.dumps(document).encode())
+
+
+def test_markdown_lists_a_messages_files_by_name(store: Store) -> None:
+    ann = user_id(store, "ann")
+    with_files(store, ann)
+    [(conversation, messages)] = owned_conversations(store, ann)
+    text = markdown(conversation, messages)
+    assert "Look at these\n\nAttached: `p.jpg` (image), `q.png` (image), `rivers.pdf` (document)\n" in text
+    assert "And these\n\nAttached: `notes.md` (document), `p.jpg` (image)\n" in text
+    assert text.count("Attached:") == 2 and "base64" not in text and len(text) < 1000
+    archive = zipfile.ZipFile(io.BytesIO(markdown_zip([(conversation, messages)])))
+    assert "Attached: `p.jpg` (image)" in archive.read(archive.namelist()[0]).decode()
+
+
+def test_an_open_comparison_goes_with_the_export(store: Store) -> None:
+    ann, bob = user_id(store, "ann"), user_id(store, "bob")
+    _, answers = store.add_comparison(None, "Which?", ["a", "b"], temperature=0.5,
+                                      new_conversation=Conversation(user_id=ann))  # fmt: skip
+    assert [a.comparing for a in answers] == [True, True]
+    document = parley_document(owned_conversations(store, ann))
+    assert [m["comparing"] for m in document["conversations"][0]["messages"]] == [False, True, True]
+    imported = import_file(store, bob, json_bytes(document))[1].conversation_ids[0]
+    assert [(m.role, m.comparing, m.selected) for m in store.messages(imported)] == [
+        (Role.user, False, True), (Role.assistant, True, True), (Role.assistant, True, False)]  # fmt: skip
+    # where no comparison can be open (a user message, one answer alone, one continued from) it is not
+    hostile = copy.deepcopy(document)
+    rows = hostile["conversations"][0]["messages"]
+    rows[0]["comparing"] = True
+    rows.append({"id": 99, "parent_id": rows[1]["id"], "role": "user", "content": "go on", "comparing": True})
+    hostile["conversations"][0]["source_id"] = "other"
+    imported = import_file(store, bob, json_bytes(hostile))[1].conversation_ids[0]
+    assert not any(m.comparing for m in store.messages(imported))
 
 
 # -- foreign formats ---------------------------------------------------------------------------------------------------
@@ -393,7 +592,9 @@ async def test_api_export_and_import_are_the_owners(engine: Engine, store: Store
             imported = await as_bob.post("/api/import", files=files)
             assert imported.status_code == 200, imported.text
             assert imported.json() | {"conversation_ids": []} == {"format": "parley", "imported": 2, "skipped": 0,
-                                                                  "messages": 7, "conversation_ids": []}  # fmt: skip
+                                                                  "messages": 7, "conversation_ids": [],
+                                                                  "attachments": 0, "attachments_skipped": 0,
+                                                                  "warnings": []}  # fmt: skip
             again = await as_bob.post("/api/import", content=everything.content,
                                       headers={"Content-Type": "application/json"})  # fmt: skip
             assert again.json()["skipped"] == 2 and again.json()["imported"] == 0
@@ -411,6 +612,29 @@ async def test_api_export_and_import_are_the_owners(engine: Engine, store: Store
             assert len((await as_bob.get("/api/conversations")).json()) == 2
             schema = (await as_ann.get("/openapi.json")).json()
             assert "multipart/form-data" in schema["paths"]["/api/import"]["post"]["requestBody"]["content"]
+
+
+async def test_api_export_and_import_carry_attachments(engine: Engine, store: Store) -> None:
+    accounts = Accounts(store, enabled=True)
+    ann_user, bob_user = accounts.add_user("ann", PASSWORD), accounts.add_user("bob", PASSWORD)
+    conversation, _ = with_files(store, ann_user.id)  # type: ignore[arg-type]
+    ann, bob = Account(user_id=ann_user.id, name="ann"), Account(user_id=bob_user.id, name="bob")
+    tokens = {who.name: accounts.create_token(who, "t").secret for who in (ann, bob)}
+    async with served(engine, store, accounts) as base:
+        as_ann = httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {tokens['ann']}"}, timeout=30)
+        as_bob = httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {tokens['bob']}"}, timeout=30)
+        async with as_ann, as_bob:
+            one = await as_ann.get(f"/api/conversations/{conversation.id}/export", params={"format": "markdown"})
+            assert "Attached: `p.jpg` (image), `q.png` (image), `rivers.pdf` (document)" in one.text
+            everything = await as_ann.get("/api/export")
+            files = everything.json()["conversations"][0]["messages"][0]["attachments"]
+            assert [f["name"] for f in files] == ["p.jpg", "q.png", "rivers.pdf"] and all(f["data"] for f in files)
+            imported = await as_bob.post("/api/import", files={"file": ("p.json", everything.content)})
+            assert imported.status_code == 200, imported.text
+    copied = stored_files(store, imported.json()["conversation_ids"][0])
+    assert [[row.name for row, _, _ in files] for files in copied] == [["p.jpg", "q.png", "rivers.pdf"],
+                                                                        ["notes.md", "p.jpg"]]  # fmt: skip
+    assert all(row.user_id == bob.user_id for files in copied for row, _, _ in files)
 
 
 # -- the page ----------------------------------------------------------------------------------------------------------

@@ -132,3 +132,22 @@ async def test_prompts_and_presets_are_managed_in_their_dialogs(
     assert (conversation.system_prompt, conversation.tools) == ("No tools here.", [])
     assert upstream.requests[-1]["messages"][0] == {"role": "system", "content": "No tools here."}
     assert "tools" not in upstream.requests[-1]
+
+
+async def test_a_preset_keeps_the_tools_chosen_in_its_dialog(user: User, app_env: Path) -> None:
+    await user.open("/")
+    user.find(marker="manage-presets").click()
+    await user.should_see(marker="presets-dialog")
+    user.find(marker="preset-name").type("Maths")
+    picker = user.find(marker="preset-tools").elements.pop()
+    assert "calculator" in picker.options  # the built-in tools this account may turn on
+    picker.value = ["calculator"]
+    user.find(marker="preset-save").click()
+    await user.should_see("Maths")
+
+    def saved() -> list | None:
+        with opened_store(app_env) as store:
+            presets = library.list_presets(store, LOCAL)
+        return presets[0].tools if presets else None
+
+    await wait_for(lambda: saved() == ["calculator"], what="the preset's tools stored")

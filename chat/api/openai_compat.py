@@ -44,11 +44,22 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException
 
-from ..engine import Event, Finished, ModelNotAllowed, RateLimited, TextDelta, clean_text
+from ..attachments import FileLimits
+from ..engine import Account, Engine, Event, Finished, ModelNotAllowed, RateLimited, TextDelta, clean_text
 from ..engine.events import (
     ContentEvent,
     ReasoningDelta,
@@ -65,6 +76,7 @@ from ..provider.errors import CONTEXT_LENGTH_EXCEEDED
 from ..refusals import Refusal
 from ..store import Message, Role, Status
 from .dependencies import CurrentAccount, EngineDep, NotAuthenticated, current_account
+from .openai_files import PartFile, PartRefused, content_with, split_parts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,16 +85,9 @@ T = TypeVar("T")
 
 
 def join_text_parts(content: object) -> object:
-    """A message's content as one string: a list of text parts is joined; any other part is refused."""
-    if not isinstance(content, list):
-        return content
-    texts = []
-    for part in content:
-        if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)):
-            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-            raise ValueError(f"Parley takes text parts only ({{'type': 'text', 'text': ...}}), not {kind!r}")
-        texts.append(part["text"])
-    return "".join(texts)
+    """A message's content as one string: a list of text parts is joined (its files are taken out first by
+    ``ChatMessage``'s validator, ``openai_files.split_parts``)."""
+    return split_parts(content)[0]
 
 
 TEXT_PART_SCHEMA = {
@@ -90,14 +95,42 @@ TEXT_PART_SCHEMA = {
     "properties": {"type": {"const": "text"}, "text": {"type": "string", "pattern": r"\S"}},
     "required": ["type", "text"],
 }
+IMAGE_PART_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "type": {"const": "image_url"},
+        "image_url": {"type": "object", "properties": {"url": {"type": "string", "pattern": "^data:"}},
+                      "required": ["url"]},
+    },
+    "required": ["type", "image_url"],
+}  # fmt: skip
+FILE_PART_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "type": {"const": "file"},
+        "file": {"type": "object", "properties": {"filename": {"type": "string"},
+                                                  "file_data": {"type": "string", "pattern": "^data:"}},
+                 "required": ["file_data"]},
+    },
+    "required": ["type", "file"],
+}  # fmt: skip
 
-#: A message's content: text, or a list of text parts (joined). Images, audio and files are not supported.
+#: A message's content: text, or a list of parts: text (joined), images and files as data: URLs (``openai_files``).
 Content = Annotated[
     str | None,
     BeforeValidator(join_text_parts),
     # documented non-blank (the text of the last message may not be blank; earlier ones may, but need not)
     WithJsonSchema(
-        {"anyOf": [{"type": "string", "pattern": r"\S"}, {"type": "array", "items": TEXT_PART_SCHEMA, "minItems": 1}]}
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"\S"},
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"anyOf": [TEXT_PART_SCHEMA, IMAGE_PART_SCHEMA, FILE_PART_SCHEMA]},
+                },
+            ]
+        }
     ),
 ]
 
@@ -110,9 +143,24 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: Content = Field(None, description="Text, or a list of text parts (joined); null for tool calls only.")
+    content: Content = Field(
+        None, description="Text, or a list of parts (text, image_url and file as data: URLs); null for tool calls only."
+    )
+    files: SkipJsonSchema[list[PartFile]] = Field([], exclude=True)  # the content's images and files, in order
     tool_calls: list[dict[str, Any]] | None = Field(None, description="An assistant message's calls (OpenAI's shape).")
     tool_call_id: str | None = Field(None, description="The call a `tool` message answers.", validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _take_files(cls, data: Any) -> Any:
+        """The content's images and files into ``files`` (the content keeps its text)."""
+        if isinstance(data, dict) and isinstance(data.get("content"), list):
+            try:
+                text, files = split_parts(data["content"])
+            except PartRefused:  # refused again by the content's own validator, which names the field
+                return data
+            data = {**data, "content": text, "files": files}
+        return data
 
     @field_validator("tool_call_id")
     @classmethod
@@ -797,12 +845,17 @@ async def chat_completions(
     max_tokens = body.max_completion_tokens or body.max_tokens
     headers: dict[str, str] = {}
     client_tools = bool(body.tools) or any(m.role == "tool" or m.tool_calls for m in body.messages)
+    limits = engine.attachments.limits
+    last_user = next((m for m in reversed(body.messages) if m.role == "user"), None)
+    earlier_files = any(m.files for m in body.messages if m is not last_user)
     if client_tools and body.store:  # the client runs its own tools: its messages are sent as they are, and stored
         system, history, last, seed = split_client_messages(body.messages, engine.max_message_length)
+        request_messages = await upstream_messages(body.messages, limits)
+        ids = await stored_files(engine, last_user, account)
         _, assistant = await engine.send(
             None, last, model=model, temperature=body.temperature, account=account, max_tokens=max_tokens,
             system_prompt=system, history=history, client_tools=body.tools or None,
-            request=[message.as_request() for message in body.messages], seed=seed,
+            request=request_messages, seed=seed, attachments=ids,
         )  # fmt: skip
         stored_id = assistant.id
         assert stored_id is not None
@@ -814,7 +867,7 @@ async def chat_completions(
         answer = answer_of(engine.follow(stored_id, len_of(seed), account))
         return await respond(body, request, answer, assistant.model or engine.model_for(model), headers, cancel_stored)
     if client_tools:  # not stored: passed through
-        messages = [message.as_request() for message in body.messages]
+        messages = await upstream_messages(body.messages, limits)
         generation = await engine.answer_unstored(
             messages, model=model, temperature=body.temperature, account=account, max_tokens=max_tokens,
             client_tools=body.tools or None,
@@ -828,9 +881,13 @@ async def chat_completions(
         return await respond(body, request, answer, reply_model, headers, on_gone)
     system, turns, last = split_messages(body.messages, engine.max_message_length)
     if body.store:
+        # earlier turns' files are sent, not stored: the request is then the client's, with them
+        request_messages = await upstream_messages(body.messages, limits) if earlier_files else None
+        ids = await stored_files(engine, last_user, account)
         _, assistant = await engine.send(
             None, last, model=model, temperature=body.temperature, account=account, max_tokens=max_tokens,
-            system_prompt=system, history=turns, continues=True,
+            system_prompt=system, history=turns, continues=not earlier_files, attachments=ids,
+            request=request_messages,
         )  # fmt: skip
         answer_id = assistant.id
         assert answer_id is not None
@@ -844,6 +901,8 @@ async def chat_completions(
         messages = [{"role": "system", "content": system}] if system.strip() else []
         messages += [{"role": role.value, "content": text} for role, text in turns]
         messages.append({"role": "user", "content": last})
+        if any(m.files for m in body.messages):
+            messages = await upstream_messages(body.messages, limits)
         generation = await engine.answer_unstored(
             messages, model=model, temperature=body.temperature, account=account, max_tokens=max_tokens
         )
@@ -854,6 +913,28 @@ async def chat_completions(
             await engine.cancel_unstored(generation)
 
     return await respond(body, request, answer, reply_model, headers, on_gone)
+
+
+async def upstream_messages(messages: list[ChatMessage], limits: FileLimits) -> list[dict[str, Any]]:
+    """The request's messages as they go upstream (``ChatMessage.as_request``), a message with files with their
+    content parts (``openai_files.content_with``). Raises AttachmentRefused, AttachmentTooLarge."""
+    result = []
+    for message in messages:
+        sent = message.as_request()
+        if message.files:
+            sent["content"] = await content_with(clean_text(message.text), message.files, limits)
+        result.append(sent)
+    return result
+
+
+async def stored_files(engine: Engine, message: ChatMessage | None, account: Account) -> list[int]:
+    """The files of ``message`` (the last user message) stored for it (``Engine.attach``); their ids."""
+    ids = []
+    for file in message.files if message is not None else []:
+        row = await engine.attach(file.data, file.name, account)
+        assert row.id is not None
+        ids.append(row.id)
+    return ids
 
 
 async def respond(

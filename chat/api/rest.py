@@ -62,6 +62,8 @@ messages the engine refuses (blank, too long) and for a user message's id where 
 """
 
 import asyncio
+import base64
+import binascii
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -72,11 +74,13 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from ..attachments import AttachmentRefused
 from ..auth import Accounts
 from ..engine import LOCAL, Account, Engine, Finished, PhaseChanged, TextDelta, UsageReported
 from ..engine.events import ContentEvent, end_of, is_content, to_json
 from ..refusals import InvalidRequest
-from ..store import Conversation, Message, NotFound, Role, Status, Store, selected_path
+from ..store import Attachment, Conversation, Message, NotFound, Role, Status, Store, selected_path
+from ..store import attachments as stored_attachments
 from .dependencies import (
     HEARTBEAT_SECONDS,
     ApiServices,
@@ -137,6 +141,15 @@ class ConversationUpdate(ConversationCreate):
     """The fields to change; those left out stay as they are (``"model": null`` goes back to the default model)."""
 
 
+class InlineFile(BaseModel):
+    """A file sent inside a message, base64 (RFC 4648), instead of uploaded first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=500, description="Its name (shown only; the type is read from it).")
+    data: str = Field(min_length=1, description="Its bytes, base64.")
+
+
 class SendMessage(BaseModel):
     """A user message and, optionally, settings for this answer only."""
 
@@ -147,6 +160,24 @@ class SendMessage(BaseModel):
     )
     temperature: Temperature | None = Field(None, description="Overrides the conversation's temperature.")
     model: str | None = Field(None, description="Overrides the conversation's model.")
+    attachments: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(
+        [], max_length=100, description="Ids of files uploaded with POST /api/attachments, not sent yet."
+    )
+    files: list[InlineFile] = Field([], max_length=100, description="Files sent inline, base64.")
+
+
+class CompareModels(BaseModel):
+    """One message to several models side by side."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = Field(min_length=1, description="What the user wrote.")
+    models: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=2, max_length=4, description="2 to 4 models, in the order of the columns."
+    )
+    temperature: Temperature | None = Field(None, description="Overrides the conversation's temperature.")
+    attachments: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field([], max_length=100)
+    files: list[InlineFile] = Field([], max_length=100)
 
 
 class Regenerate(BaseModel):
@@ -175,6 +206,35 @@ class ConversationOut(BaseModel):
     archived: bool
     created_at: datetime
     updated_at: datetime
+
+
+class AttachmentOut(BaseModel):
+    """A file attached (or to be attached) to a message."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str = Field(description="`image` or `document`.")
+    name: str
+    media_type: str = Field(description="What the stored bytes are (an image as Parley re-encoded it).")
+    size: int = Field(description="Bytes stored.")
+    width: int | None = Field(description="An image's width in pixels, after scaling.")
+    height: int | None = Field(description="An image's height in pixels, after scaling.")
+    tokens: int | None = Field(description="A document's text in tokens (an image: an estimate).")
+    sent_chars: int | None = Field(
+        description="The document was cut to its first this many characters to fit the model's context window; "
+        "null: sent whole."
+    )
+    text_chars: int | None = Field(description="Characters of a document's text.")
+    message_id: int | None = Field(description="The message it was sent with; null: not sent yet.")
+    created_at: datetime
+
+
+def attachment_out(row: Attachment) -> AttachmentOut:
+    """``row`` as the API describes it."""
+    return AttachmentOut.model_validate(
+        {**row.model_dump(exclude={"text"}), "text_chars": len(row.text) if row.text is not None else None}
+    )
 
 
 class MessageOut(BaseModel):
@@ -208,7 +268,26 @@ class MessageOut(BaseModel):
         description="An answer with more than text: its content events in order (reasoning, tool calls and their "
         "results; the README's Answer events), null for text only."
     )
+    comparing: bool = Field(description="One of the answers of a side-by-side comparison none was picked of yet.")
+    attachments: list[AttachmentOut] = Field(
+        [], description="A user message's files (images, documents), in the order they were attached."
+    )
     created_at: datetime
+
+
+def message_out(message: Message, attachments: list[Attachment]) -> MessageOut:
+    """``message`` with its ``attachments`` as the API describes them."""
+    out = MessageOut.model_validate(message)
+    out.attachments = [attachment_out(row) for row in attachments]
+    return out
+
+
+class Comparison(BaseModel):
+    """The answers of a side-by-side comparison, each ``streaming``: follow each with ``GET
+    /api/messages/{id}/stream``; keep one with ``POST /api/messages/{id}/pick``."""
+
+    user_message_id: int
+    answers: list[MessageOut]
 
 
 class ConversationDetail(ConversationOut):
@@ -390,9 +469,10 @@ async def create_conversation(
 async def get_conversation(conversation: OwnedConversation, store: StoreDep) -> Any:
     """A conversation with all its messages (every variant) and the ids of the shown path."""
     messages = await asyncio.to_thread(store.messages, conversation.id)
+    files = await asyncio.to_thread(stored_attachments.attachments_of, store, (m.id for m in messages if m.id))
     return ConversationDetail(
         **ConversationOut.model_validate(conversation).model_dump(),
-        messages=[MessageOut.model_validate(m) for m in messages],
+        messages=[message_out(m, files.get(m.id or 0, [])) for m in messages],
         path=[m.id for m in selected_path(messages)],
         cost=sum(m.cost or 0.0 for m in messages),
         cost_estimated=any(m.cost_estimated for m in messages if m.cost is not None),
@@ -432,16 +512,61 @@ async def send_message(
     429 (``Retry-After``) when you sent too many messages in the last minute or have too many answers running, 403 for
     a model you may not use; nothing is stored then.
     """
+    ids = await attachment_ids(services.engine, body.attachments, body.files, account)
     _, assistant = await services.engine.send(
-        conversation.id, body.content, temperature=body.temperature, model=body.model, account=account
-    )
+        conversation.id, body.content, temperature=body.temperature, model=body.model, account=account,
+        attachments=ids,
+    )  # fmt: skip
     return stream(services, assistant, account)
 
 
+async def attachment_ids(engine: Engine, ids: list[int], files: list[InlineFile], account: Account) -> list[int]:
+    """``ids`` and the ids of ``files`` once read and stored (``Engine.attach``). Raises AttachmentRefused (also for
+    broken base64), AttachmentTooLarge."""
+    stored_ids = list(ids)
+    for file in files:
+        try:
+            data = base64.b64decode(file.data, validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise AttachmentRefused(f"{file.name}: its data is not base64 ({error}).", field="files") from error
+        row = await engine.attach(data, file.name, account)
+        assert row.id is not None
+        stored_ids.append(row.id)
+    return stored_ids
+
+
+@router.post(
+    "/conversations/{conversation_id}/compare",
+    status_code=201,
+    response_model=Comparison,
+    responses={**BUSY, **REFUSED},
+)
+async def compare(body: CompareModels, conversation: OwnedConversation, account: CurrentAccount,
+                  engine: EngineDep) -> Any:  # fmt: skip
+    """Send a message to 2-4 models at once: one answer per model, side by side, each its own generation (each
+    counts as one of your messages and running answers). None is shown as picked until ``POST
+    /api/messages/{id}/pick``; a next message continues from the first."""
+    ids = await attachment_ids(engine, body.attachments, body.files, account)
+    user, answers = await engine.compare(
+        conversation.id, body.content, body.models, temperature=body.temperature, account=account, attachments=ids
+    )
+    assert user.id is not None
+    return Comparison(user_message_id=user.id, answers=[MessageOut.model_validate(a) for a in answers])
+
+
+@router.post("/messages/{message_id}/pick", response_model=MessageOut, responses={**NOT_FOUND})
+async def pick(message: OwnedAnswer, account: CurrentAccount, engine: EngineDep) -> Any:
+    """Keep this answer of a side-by-side comparison: the conversation continues from it, and the other answers stay
+    as its variants."""
+    assert message.id is not None
+    return await engine.pick(message.id, account)
+
+
 @router.get("/messages/{message_id}", response_model=MessageOut, responses=NOT_FOUND)
-async def get_message(message: OwnedMessage) -> Any:
-    """One message, as stored (a streaming answer's text is its last checkpoint)."""
-    return message
+async def get_message(message: OwnedMessage, store: StoreDep) -> Any:
+    """One message, as stored (a streaming answer's text is its last checkpoint), with its attachments."""
+    files = await asyncio.to_thread(stored_attachments.attachments_of, store, [message.id])
+    return message_out(message, files.get(message.id or 0, []))
 
 
 @router.get(

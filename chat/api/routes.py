@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from ..auth import Accounts
 from ..engine import Engine
 from ..store import Store
-from . import openai_compat, prompts, rest, search, share, stream, transfer
+from . import attachments, openai_compat, prompts, rest, search, share, stream, transfer
 from .dependencies import ApiServices, EngineDep, StoreDep, current_account, install
 from .errors import ApiRoute
 
@@ -45,7 +45,7 @@ def register_api(app: FastAPI, engine: Engine, store: Store, accounts: Accounts)
         accounts: who each request is.
     """
     install(app, ApiServices(engine, store, accounts))
-    include_routers(app, rest.router, search.router, transfer.router, share.router, prompts.router,
+    include_routers(app, rest.router, attachments.router, search.router, transfer.router, share.router, prompts.router,
                     openai_compat.router, stream.router, metrics_router)  # fmt: skip
 
 

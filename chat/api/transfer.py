@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ..store.transfer import owned_conversations
 from ..transfer import ImportTooLarge, Limits, import_file, markdown, markdown_zip, parley_document
@@ -56,6 +56,9 @@ class ImportOut(BaseModel):
     skipped: int
     messages: int
     conversation_ids: list[int]
+    attachments: int = Field(0, description="Attached files imported (each read again: images re-encoded).")
+    attachments_skipped: int = Field(0, description="Attached files left out: refused when read again.")
+    warnings: list[str] = Field([], description="What was left out, in words, each naming its conversation.")
 
 
 def attachment(name: str) -> dict[str, str]:
@@ -172,4 +175,5 @@ async def import_conversations(request: Request, account: CurrentAccount, store:
     for conversation_id, title in zip(result.conversation_ids, result.titles, strict=True):
         engine.notify(conversation_id, "created", account.user_id, title)
     return ImportOut(format=name, imported=result.imported, skipped=result.skipped, messages=result.messages,
-                     conversation_ids=result.conversation_ids)  # fmt: skip
+                     conversation_ids=result.conversation_ids, attachments=result.attachments,
+                     attachments_skipped=result.attachments_skipped, warnings=result.warnings)  # fmt: skip

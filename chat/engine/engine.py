@@ -20,10 +20,13 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
+from ..attachments import FileLimits
 from ..provider import ChatStream, Provider, ProviderError
 from ..refusals import InvalidRequest, Refusal
-from ..store import Conversation, Message, NotFound, Role, Status, Store
+from ..store import Attachment, Conversation, Message, NotFound, Role, Status, Store
+from ..store import attachments as stored_attachments
 from ..tools import Tool
+from .attaching import Attachments
 from .changes import Change, Kind, Watcher, Watchers
 from .checkpoints import Checkpointer
 from .events import ContentEvent, Event, Phase, content_of, replay
@@ -34,6 +37,9 @@ from .text import DEFAULT_TITLE, clean_text, clean_title, make_title
 from .tool_loop import ToolLoop, assistant_messages, close_calls, hand_to_client, refuse_calls, stream_round
 
 log = logging.getLogger(__name__)
+
+#: Most models one message is compared across (``Engine.compare``): columns side by side.
+MAX_COMPARED = 4
 
 #: Why an answer was cut short by Parley's own shut-down (stored as its ``error``).
 INTERRUPTED = "Parley was stopped while this answer was streaming."
@@ -91,6 +97,8 @@ class Engine:
         limits: per-user limits on messages per minute and concurrent answers (default: none).
         tools: runs the tool calls of answers (``tool_loop.ToolLoop``); None: answers never offer tools.
         prices: what each model's tokens cost (``pricing.PriceTable``; default: OpenAI's models).
+        files: what one attached file may be (``attachments.FileLimits``; default: its defaults).
+        max_attachments: most files one message may carry.
 
     Every method that names a conversation or message takes the ``account`` it is done for (default ``LOCAL``, the
     one person of personal mode): another user's conversation is ``NotFound``, as if it did not exist.
@@ -108,8 +116,12 @@ class Engine:
         limits: Limits | None = None,
         tools: ToolLoop | None = None,
         prices: PriceTable | None = None,
+        files: FileLimits | None = None,
+        max_attachments: int = 10,
     ) -> None:
         self.store = store
+        self.attachments = Attachments(store, provider, files or FileLimits(), max_attachments,
+                                       lambda: self.default_model)  # fmt: skip
         self.tools = tools
         self.prices = prices or PriceTable()
         self.limits = limits or Limits()
@@ -143,6 +155,7 @@ class Engine:
         count = self.store.interrupt_streaming()
         if count:
             log.warning("marked %d answer(s) from an earlier run as interrupted", count)
+        stored_attachments.delete_unsent(self.store)
         return count
 
     async def shutdown(self) -> None:
@@ -393,6 +406,24 @@ class Engine:
 
     # -- starting answers ------------------------------------------------------------------------------------------
 
+    async def attach(self, data: bytes, name: str, account: Account = LOCAL) -> Attachment:
+        """Read and store a file for ``account``'s next message (``send``'s ``attachments``): an image re-encoded
+        without metadata, a document's text extracted (``attachments.files``). A file never sent is deleted a day
+        later (``recover``).
+
+        Returns:
+            The stored attachment: its ``id`` goes with the message.
+
+        Raises:
+            AttachmentRefused, AttachmentTooLarge: the file is of a type Parley does not read, unreadable, or too
+                large.
+        """
+        return await self.attachments.attach(data, name, account)
+
+    async def detach(self, attachment_id: int, account: Account = LOCAL) -> None:
+        """Delete an unsent attachment (removed from the composer). Raises NotFound (also once sent)."""
+        await asyncio.to_thread(stored_attachments.delete_attachment, self.store, attachment_id, owner=account.owner)
+
     def _check_message(self, content: str) -> str:
         """``content`` as it is stored (``clean_text``); raises EmptyMessage or MessageTooLong."""
         if not content.strip():
@@ -404,6 +435,16 @@ class Engine:
                 field="content",
             )
         return clean_text(content)
+
+    def _check_content(self, content: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+        """A request's last message ``content`` checked as ``_check_message`` checks text: a string, or content parts
+        whose text parts together are the message (images alone are not a message)."""
+        if isinstance(content, str):
+            return self._check_message(content)
+        text = "".join(str(part.get("text") or "") for part in content if part.get("type") == "text")
+        self._check_message(text)
+        return [{**part, "text": clean_text(part["text"])} if part.get("type") == "text" else part
+                for part in content]  # fmt: skip
 
     async def send(
         self,
@@ -421,6 +462,7 @@ class Engine:
         request: Messages | None = None,
         seed: Sequence[ContentEvent] = (),
         continues: bool = False,
+        attachments: Sequence[int] = (),
     ) -> tuple[Message, Message]:
         """Store a user message and start generating the answer to it.
 
@@ -446,6 +488,8 @@ class Engine:
             continues: (``/v1``) when ``history`` is the start of a stored conversation of ``account``'s with the same
                 system prompt (its shown path, or any branch), continue that conversation, branching at the first
                 difference, instead of creating one (``Store.continuation``).
+            attachments: ids of ``account``'s uploaded, unsent files (``attach``) the message carries: its documents
+                are cut to fit the model's context window when they must be (recorded, and said on the page).
 
         Returns:
             ``(user_message, assistant_message)``; the assistant message is ``streaming``; both carry the
@@ -459,7 +503,75 @@ class Engine:
             RateLimited: ``account`` is over its messages per minute or its concurrent answers (``Limits``); nothing
                 is stored then.
             InvalidRequest: ``system_prompt`` or ``history`` for an existing conversation.
+            NotFound: an attachment is missing, another user's, or sent already.
+            AttachmentTooLarge: more files than allowed, or too many bytes together.
+            ImagesNotSupported: the message (or ``request``) has images and the answer's model takes none.
         """
+        user, answers = await self._send(
+            conversation_id, content, [model], temperature=temperature, account=account, max_tokens=max_tokens,
+            system_prompt=system_prompt, history=history, offer_tools=offer_tools, client_tools=client_tools,
+            request=request, seed=seed, continues=continues, attachments=attachments,
+        )  # fmt: skip
+        return user, answers[0]
+
+    async def compare(
+        self,
+        conversation_id: int | None,
+        content: str,
+        models: Sequence[str],
+        *,
+        temperature: float | None = None,
+        account: Account = LOCAL,
+        attachments: Sequence[int] = (),
+    ) -> tuple[Message, list[Message]]:
+        """Send one message to several models at once, side by side: one answer per model, siblings marked
+        ``comparing`` (the first one shown) until one is picked (``pick``); each counts as one of ``account``'s
+        messages and running answers, and each model must be allowed.
+
+        Args:
+            conversation_id, content, temperature, account, attachments: as ``send``'s.
+            models: 2 to ``MAX_COMPARED`` model ids, in the order of the columns.
+
+        Returns:
+            ``(user_message, answers)``, the answers in the order of ``models``, each ``streaming``.
+
+        Raises:
+            InvalidRequest: fewer than 2 or more than ``MAX_COMPARED`` models; and whatever ``send`` raises.
+        """
+        if not 2 <= len(models) <= MAX_COMPARED or not all(isinstance(m, str) and m.strip() for m in models):
+            raise InvalidRequest(f"Compare 2 to {MAX_COMPARED} models.", field="models")
+        return await self._send(conversation_id, content, [m.strip() for m in models], temperature=temperature,
+                                account=account, attachments=attachments)  # fmt: skip
+
+    async def pick(self, message_id: int, account: Account = LOCAL) -> Message:
+        """Keep one answer of a side-by-side comparison: the conversation continues from it, the others stay as its
+        variants. Returns it. Raises NotFound (also another user's), InvalidRequest (not an answer)."""
+        message = await asyncio.to_thread(self.store.get_message, message_id, owner=account.owner)
+        if message.role != Role.assistant:
+            raise InvalidRequest("Only an answer can be picked.", field="message_id")
+        picked = await asyncio.to_thread(self.store.pick, message_id)
+        self.notify(message.conversation_id, "message", account.user_id)
+        return picked
+
+    async def _send(
+        self,
+        conversation_id: int | None,
+        content: str,
+        models: Sequence[str | None],
+        *,
+        temperature: float | None = None,
+        account: Account = LOCAL,
+        max_tokens: int | None = None,
+        system_prompt: str = "",
+        history: Sequence[HistoryTurn] = (),
+        offer_tools: bool = True,
+        client_tools: list[dict[str, Any]] | None = None,
+        request: Messages | None = None,
+        seed: Sequence[ContentEvent] = (),
+        continues: bool = False,
+        attachments: Sequence[int] = (),
+    ) -> tuple[Message, list[Message]]:
+        """``send`` to one model, or ``compare`` several (``models``: the first None for the conversation's)."""
         content = self._check_message(content)
         if conversation_id is not None and (system_prompt or history) and not continues:
             raise InvalidRequest("a system prompt and a history can only start a new conversation")
@@ -473,7 +585,10 @@ class Engine:
                 conversation_id, after, matched = found
                 history, system_prompt = history[matched:], ""
 
-        def store_exchange() -> tuple[Message, Message, Messages, Conversation, str | None]:
+        tool_definitions = await self._tools_for_fitting(conversation_id, models[0], account, offer_tools,
+                                                         client_tools) if attachments else None  # fmt: skip
+
+        def store_exchange() -> tuple[Message, list[Message], list[Messages], Conversation, str | None]:
             """In a thread, in one hop: read the conversation, check the account, store the exchange, build the
             request's messages."""
             if conversation_id is None:
@@ -481,41 +596,56 @@ class Engine:
                 conversation = Conversation(
                     title=make_title(first_user),
                     system_prompt=clean_text(system_prompt),
-                    model=model or None,
+                    model=models[0] or None,
                     temperature=self.default_temperature if temperature is None else temperature,
                     user_id=account.user_id,
                 )
             else:
                 conversation = self.store.get_conversation(conversation_id, owner=account.owner)
-            answer_model = model or self.model_for(conversation.model)
-            self.check_model(account, answer_model)
-            self.limits.admit(account, running)
+            answer_models = [model or self.model_for(conversation.model) for model in models]
+            files: list[Attachment] = []
+            for answer_model in answer_models:
+                self.check_model(account, answer_model)
+                files = self.attachments.check(attachments, answer_model, account) if attachments else []
+                if request is not None:
+                    self.attachments.check_request(request, answer_model)
+            self.limits.admit(account, running, len(answer_models))
+            if files:  # cut to the smallest window of the models, so that every column gets the same files
+                narrowest = min(answer_models, key=lambda m: self.provider.window_for(m) or float("inf"))
+                self.attachments.fit_documents(files, narrowest, content, conversation.system_prompt,
+                                               tool_definitions)  # fmt: skip
             first_title = make_title(content) if conversation.title == DEFAULT_TITLE else None  # the first message
-            user, assistant = self.store.add_exchange(
+            user, answers = self.store.add_comparison(
                 conversation_id,
                 content,
-                model=answer_model,
+                answer_models,
                 temperature=conversation.temperature if temperature is None else temperature,
                 first_title=first_title,
                 new_conversation=conversation if conversation_id is None else None,
                 history=history,
                 after=after,
+                attachments=attachments,
+                owner=account.owner,
             )
-            messages = request if request is not None else self.request_messages(assistant, conversation.system_prompt)
-            return user, assistant, messages, conversation, first_title
+            requests = [
+                request if request is not None else self.request_messages(answer, conversation.system_prompt)
+                for answer in answers
+            ]
+            return user, answers, requests, conversation, first_title
 
         with self._claim(conversation_id, "Wait for the current answer to finish, or stop it, before sending another "
                                           "message."):  # fmt: skip
-            user, assistant, messages, conversation, first_title = await asyncio.to_thread(store_exchange)
+            user, answers, requests, conversation, first_title = await asyncio.to_thread(store_exchange)
             enabled = conversation.tools if offer_tools and not client_tools else []
-            self._start(assistant, messages, account, max_tokens, enabled, client_tools, seed)
+            for answer, messages in zip(answers, requests, strict=True):
+                self._start(answer, messages, account, max_tokens, enabled, client_tools, seed)
         owner = conversation.user_id
         if conversation_id is None:
             self.notify(user.conversation_id, "created", owner, conversation.title)
         elif user.parent_id is None and first_title is not None:
             self.notify(user.conversation_id, "updated", owner, first_title)
         self.notify(user.conversation_id, "message", owner)
-        return user, assistant
+        return user, answers
 
     async def regenerate(
         self, message_id: int, *, temperature: float | None = None, account: Account = LOCAL
@@ -588,9 +718,10 @@ class Engine:
         """
         last = messages[-1]
         if last.get("role") != "tool":  # a client's tool results end a request that goes on with its tools
-            messages = [*messages[:-1], {**last, "content": self._check_message(last.get("content") or "")}]
+            messages = [*messages[:-1], {**last, "content": self._check_content(last.get("content") or "")}]
         answer_model = model or self.default_model
         self.check_model(account, answer_model)
+        self.attachments.check_request(messages, answer_model)
         self.limits.admit(account, self.running_answers(account))
         generation = Generation(
             None, None, account.user_id, model=answer_model,
@@ -645,7 +776,8 @@ class Engine:
         The history is the chain of parents of ``assistant`` (the variants that answer was built on), oldest first;
         assistant turns with no text and no tool calls (failed before any delta) are left out. An answer with tool
         calls stands as its rounds: the assistant's ``tool_calls``, the ``role: "tool"`` results, its final text
-        (``tool_loop.assistant_messages``); its reasoning is never sent back.
+        (``tool_loop.assistant_messages``); its reasoning is never sent back. A user message with attachments has its
+        documents before its text and its images as parts (``attaching.Attachments.contents``).
         """
         by_id = {m.id: m for m in self.store.messages(assistant.conversation_id)}
         chain: list[Message] = []
@@ -654,13 +786,15 @@ class Engine:
             chain.append(parent)
             parent = by_id.get(parent.parent_id)
         messages: Messages = [{"role": Role.system.value, "content": system_prompt}] if system_prompt.strip() else []
+        users = {m.id: m.content for m in chain if m.role == Role.user and m.id is not None}
+        contents = self.attachments.contents(users, assistant.model or self.default_model) if users else {}
         for message in reversed(chain):
             if message.role == Role.assistant and message.events:
                 messages.extend(assistant_messages(content_of(message), final=True))
                 continue
             if message.role == Role.assistant and not message.content:
                 continue
-            messages.append({"role": message.role.value, "content": message.content})
+            messages.append({"role": message.role.value, "content": contents.get(message.id, message.content)})
         return messages
 
     def _start(
@@ -718,6 +852,25 @@ class Engine:
         """The tools ``account`` may turn on in a conversation (empty without tools). A failing MCP server's tools are
         missing; ``tools.toolbox.problems`` says why."""
         return await self.tools.available(account) if self.tools is not None else []
+
+    async def _tools_for_fitting(
+        self, conversation_id: int | None, model: str | None, account: Account, offer_tools: bool,
+        client_tools: list[dict[str, Any]] | None,
+    ) -> list[dict[str, Any]] | None:  # fmt: skip
+        """The tool definitions an answer in ``conversation_id`` will carry, so that documents cut to fit leave room
+        for them (a new conversation: every tool)."""
+        if client_tools:
+            return client_tools
+        if not offer_tools:
+            return None
+        conversation = (
+            await asyncio.to_thread(self.store.get_conversation, conversation_id, owner=account.owner)
+            if conversation_id is not None
+            else None
+        )
+        answer_model = model or self.model_for(conversation.model if conversation else None)
+        offered = await self._offered_tools(account, conversation.tools if conversation else None, answer_model)
+        return [tool.openai_tool() for tool in offered] or None
 
     async def _offered_tools(self, account: Account, enabled: list[str] | None, model: str) -> list[Tool]:
         if self.tools is None or enabled == [] or self.tools_off_reason(model) is not None:

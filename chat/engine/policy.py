@@ -99,20 +99,28 @@ class Limits:
         self.concurrent_answers = concurrent_answers
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
-    def admit(self, account: Account, running: int) -> None:
-        """Count one new message of ``account``, or refuse it.
+    def admit(self, account: Account, running: int, answers: int = 1) -> None:
+        """Count ``answers`` new messages of ``account`` (a side-by-side comparison counts one per model), or refuse
+        them all.
 
         Args:
             account: who sends.
             running: how many of the account's answers are generating now.
+            answers: how many answers the message starts.
 
         Raises:
-            RateLimited: ``running`` is at the concurrency limit, or the account sent its messages-per-minute
-                already (that refusal is not counted).
+            RateLimited: ``running + answers`` is over the concurrency limit, or the account sent its
+                messages-per-minute already (that refusal is not counted).
         """
         if account.user_id is None:
             return
-        if self.concurrent_answers is not None and running >= self.concurrent_answers:
+        if self.concurrent_answers is not None and running + answers > self.concurrent_answers:
+            if answers > 1 and answers > self.concurrent_answers:
+                raise RateLimited(
+                    f"You may have {self.concurrent_answers} answers running at once: compare at most "
+                    f"{self.concurrent_answers} models.",
+                    CONCURRENCY_RETRY_AFTER,
+                )
             raise RateLimited(
                 f"You have {running} answers running, the most at once. Wait for one to finish, or stop one.",
                 CONCURRENCY_RETRY_AFTER,
@@ -120,7 +128,7 @@ class Limits:
         if self.messages is None:
             return
         key = str(account.user_id)
-        if not self._limiter.hit(self.messages, "messages", key):
+        if not self._limiter.hit(self.messages, "messages", key, cost=answers):
             reset = self._limiter.get_window_stats(self.messages, "messages", key).reset_time
             wait = max(1, math.ceil(reset - time.time()))
             raise RateLimited(

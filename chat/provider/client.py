@@ -15,6 +15,7 @@ when the upstream refuses them); reading the answer is ``stream.py``'s ``ChatStr
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -23,8 +24,9 @@ from urllib.parse import urlsplit
 import openai
 import tenacity
 
+from ..attachments.parts import image_parts
 from .context import ContextTooLong, fit_to_context, reserve_for
-from .errors import CONTEXT_LENGTH_EXCEEDED, ProviderError, describe
+from .errors import CONTEXT_LENGTH_EXCEEDED, IMAGES_REFUSED, ProviderError, describe, redact, refuses_images
 from .stream import ChatChunk, ChatStream, Usage
 from .tokens import CounterCache, context_window
 from .tool_calls import refuses_tools
@@ -65,6 +67,9 @@ class Provider:
         refuse: the ProviderError for a model not in ``served_models`` (required with it).
         tools_supported: whether requests may carry ``tools`` at all (False for the embedded model: llama-cpp-python's
             server does not take them in its chat formats); True: sent until the upstream refuses them for a model.
+        images_supported: whether requests may carry ``image_url`` parts at all (False for the embedded text models).
+        text_only_models: ``fnmatch`` patterns of the models that take no images (``--text-only-models``); the
+            others take them until the upstream refuses them for a model (``takes_images``).
     """
 
     def __init__(
@@ -87,6 +92,8 @@ class Provider:
         served_models: Sequence[str] | None = None,
         refuse: Callable[[str], ProviderError] | None = None,
         tools_supported: bool = True,
+        images_supported: bool = True,
+        text_only_models: Sequence[str] = (),
     ) -> None:
         if (served_models is None) != (refuse is None):
             raise ValueError("Provider needs both served_models and refuse, or neither")
@@ -115,6 +122,9 @@ class Provider:
         self._usage_in_stream = True  # cleared when the server rejects stream_options
         self.tools_supported = tools_supported
         self.refusing_tools: set[str] = set()  # models the upstream refused ``tools`` for
+        self.images_supported = images_supported
+        self.text_only_models = tuple(text_only_models)
+        self.refusing_images: set[str] = set()  # models the upstream refused images for
 
     @property
     def base_url(self) -> str:
@@ -159,6 +169,14 @@ class Provider:
         """Whether a request for ``model`` may carry ``tools``: ``tools_supported``, and the upstream has not refused
         them for this model (remembered for the provider's lifetime)."""
         return self.tools_supported and model not in self.refusing_tools
+
+    def takes_images(self, model: str) -> bool:
+        """Whether a request for ``model`` may carry images: ``images_supported``, ``model`` matches none of
+        ``text_only_models``, and the upstream has not refused images for it (remembered for the provider's
+        lifetime)."""
+        if not self.images_supported or model in self.refusing_images:
+            return False
+        return not any(fnmatch.fnmatchcase(model, pattern) for pattern in self.text_only_models)
 
     async def stream_chat_completion(
         self,
@@ -367,6 +385,13 @@ class Provider:
                 log.info("%s rejects stream_options; asking without usage from now on", self.base_url)
                 self._usage_in_stream = False
                 return await self._create(messages, model, temperature, max_tokens, tools)
+            if refuses_images(error.status_code, said) and any(image_parts(m.get("content")) for m in messages):
+                log.info("%s refuses images for %s; refusing them before sending from now on", self.host, model)
+                self.refusing_images.add(model)
+                reason = (f"{model} does not take images (the model server at {self.host} said: "
+                          f"{redact(error.message, self.client.api_key)[:300]}). Remove the image, or choose a model "
+                          "that takes images.")  # fmt: skip
+                raise self.explain(ProviderError(reason, status=error.status_code, code=IMAGES_REFUSED)) from error
             raise self.describe(error, model, streamed=False) from error
         except Exception as error:
             raise self.describe(error, model, streamed=False) from error

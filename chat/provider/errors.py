@@ -61,6 +61,31 @@ class ProviderError(Exception):
 
 #: OpenAI's error code for a request longer than the model's context window.
 CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+#: Parley's code for a request whose images the model does not take (``refuses_images``).
+IMAGES_REFUSED = "images_not_supported"
+
+#: What a refusal of images says: a word for images and a word for "not supported". Seen: OpenAI ``Invalid content
+#: type. image_url is only supported by certain models.``; llama.cpp's server without a projector ``image input is not
+#: supported - hint: if this is unexpected, you may need to provide the mmproj``; vLLM ``... is not a multimodal
+#: model``; others ``Unsupported content part type: image_url``, ``model does not support images``.
+_IMAGE_WORD = re.compile(r"images?|image_url|vision|multi-?modal", re.I)
+_IMAGE_REFUSAL = re.compile(
+    r"does ?n[o']t support|not supported|unsupported|only supported|is not a|invalid content|not enabled|"
+    r"not available|cannot|can't", re.I,
+)  # fmt: skip
+
+
+def refuses_images(status: int | None, message: str) -> bool:
+    """Whether an upstream's error answer refuses the request's images (the model or server takes none).
+
+    Args:
+        status: the HTTP status (400, 422 and 5xx are considered: llama.cpp answers 500).
+        message: the error's text (its ``message`` and body).
+    """
+    if status not in (400, 422) and not (status is not None and 500 <= status < 600):
+        return False
+    return bool(_IMAGE_WORD.search(message) and _IMAGE_REFUSAL.search(message))
+
 
 #: A masked key as upstreams quote one back ("sk-proj-****...1a2b"): a word with three or more asterisks.
 _MASKED_KEY = re.compile(r"[A-Za-z0-9_.-]*\*{3,}[A-Za-z0-9_.-]*")

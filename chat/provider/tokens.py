@@ -33,6 +33,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..attachments.parts import IMAGE_TOKENS, image_parts
+
 log = logging.getLogger(__name__)
 
 Message = Mapping[str, Any]
@@ -74,9 +76,11 @@ class TokenCounter(ABC):
         Args:
             message: ``{"role": "system"|"user"|"assistant"|"tool", "content": str | None, ...}``; what is counted
                 is ``message_text``: content None as empty, text parts' text, and an assistant turn's
-                ``tool_calls`` as their JSON text (how chat templates lay calls out varies; the JSON is close).
+                ``tool_calls`` as their JSON text (how chat templates lay calls out varies; the JSON is close); each
+                ``image_url`` part as ``IMAGE_TOKENS``.
         """
-        return self._memo(str(message.get("role") or ""), message_text(message))
+        images = image_parts(message.get("content"))
+        return self._memo(str(message.get("role") or ""), message_text(message)) + IMAGE_TOKENS * images
 
     def request_tokens(self, has_system: bool) -> int:
         """Tokens a request adds once besides its messages: ``reply_tokens``, plus ``default_system_tokens`` when

@@ -2,6 +2,8 @@
 
 from .models import (
     ApiToken,
+    Attachment,
+    Blob,
     Conversation,
     DailyUsage,
     Message,
@@ -16,6 +18,7 @@ from .models import (
 from .store import NameTaken, NotFound, Store, selected_path
 
 __all__ = [
-    "ApiToken", "Conversation", "DailyUsage", "Message", "NameTaken", "NotFound", "Preset", "Role", "SavedPrompt",
+    "ApiToken", "Attachment", "Blob", "Conversation",
+    "DailyUsage", "Message", "NameTaken", "NotFound", "Preset", "Role", "SavedPrompt",
     "ShareLink", "Status", "Store", "ToolApproval", "User", "selected_path",
 ]  # fmt: skip

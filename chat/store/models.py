@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -162,6 +162,7 @@ class Message(SQLModel, table=True):
     cost_estimated: bool = False  # the upstream sent no usage: the tokens were counted by Parley
     # the answer's content events when it has more than text (reasoning, tool calls): ``engine/events.py``'s JSON
     events: list[dict] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    comparing: bool = False  # one of the answers of a side-by-side comparison that none was picked of yet
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -234,4 +235,43 @@ class Preset(SQLModel, table=True):
     tools: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     is_default: bool = False
     published: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Blob(SQLModel, table=True):
+    """The bytes of an attachment (or of its thumbnail), stored once by their SHA-256 however often they are attached.
+    A blob no attachment refers to any more is deleted (``Store.collect_blobs``). In the database, not on a disk: a
+    database backup holds everything, and several replicas need no shared folder."""
+
+    sha256: str = Field(primary_key=True, max_length=64)  # hex
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    size: int  # bytes
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Attachment(SQLModel, table=True):
+    """A file attached to a user message: an image (re-encoded, ``chat/attachments/files.py``) or a document (its
+    text extracted). Uploaded first (``message_id`` None), then sent with a message; deleted with the message (and
+    with it, with the conversation and with the user)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int | None = Field(  # its owner; None: personal mode
+        default=None, sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True)
+    )
+    message_id: int | None = Field(  # the user message it was sent with; None: uploaded, not sent yet
+        default=None, sa_column=Column(Integer, ForeignKey("message.id", ondelete="CASCADE"), nullable=True, index=True)
+    )
+    kind: str = Field(max_length=16)  # "image" or "document"
+    name: str = Field(max_length=200)
+    media_type: str = Field(max_length=100)
+    size: int  # bytes of the stored data
+    sha256: str = Field(sa_column=Column(String(64), ForeignKey("blob.sha256"), nullable=False, index=True))
+    thumbnail_sha256: str | None = Field(
+        default=None, sa_column=Column(String(64), ForeignKey("blob.sha256"), nullable=True, index=True)
+    )
+    width: int | None = None  # an image's, pixels
+    height: int | None = None
+    text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # a document's text
+    tokens: int | None = None  # a document's text in tokens as counted when it was attached (an image: an estimate)
+    sent_chars: int | None = None  # the document was cut to its first this many characters to fit; None: whole
     created_at: datetime = Field(default_factory=utcnow)

@@ -21,7 +21,19 @@ from sqlmodel import Session, col, create_engine, select
 
 from ..refusals import InvalidRequest, Refusal
 from . import models
-from .models import ApiToken, Conversation, DailyUsage, LoginSession, Message, Role, Status, User, utcnow
+from .models import (
+    ApiToken,
+    Attachment,
+    Blob,
+    Conversation,
+    DailyUsage,
+    LoginSession,
+    Message,
+    Role,
+    Status,
+    User,
+    utcnow,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -175,6 +187,7 @@ class Store:
             conversation = _require(session, Conversation, conversation_id)
             session.delete(conversation)
             session.commit()
+        self.collect_blobs()
 
     # -- messages --------------------------------------------------------------------------------
 
@@ -217,6 +230,9 @@ class Store:
         new_conversation: Conversation | None = None,
         history: Sequence[tuple[Role, str] | tuple[Role, str, list[dict] | None]] = (),
         after: int | None = None,
+        attachments: Sequence[int] = (),
+        owner: int | None = None,
+        compare: Sequence[str] = (),
     ) -> tuple[Message, Message]:
         """Store a user message and an empty assistant answer to it, in one transaction: at the end of the shown path,
         or below the message ``after`` (a new branch when it has children already).
@@ -226,12 +242,45 @@ class Store:
         ``history`` (earlier turns written elsewhere, e.g. sent with an API request: ``(role, content)`` pairs, oldest
         first; an assistant turn may carry its content events, ``(role, content, events)``, see ``Message.events``) is
         stored before the message as a chain of ``complete`` messages, each the shown one among its siblings.
+        ``attachments``: ids of uploaded, not yet sent attachments of ``owner`` (None: personal mode), sent with the
+        message. ``compare``: more models to answer the message side by side (``add_comparison``).
 
         Returns:
             ``(user_message, assistant_message)``; the assistant message has status ``streaming``.
 
         Raises:
-            NotFound: no such conversation, or ``after`` is not one of its messages.
+            NotFound: no such conversation, ``after`` is not one of its messages, or an attachment is not an unsent
+                one of ``owner``'s.
+        """
+        user, answers = self.add_comparison(
+            conversation_id, content, [model, *compare], temperature=temperature, first_title=first_title,
+            new_conversation=new_conversation, history=history, after=after, attachments=attachments, owner=owner,
+        )  # fmt: skip
+        return user, answers[0]
+
+    def add_comparison(
+        self,
+        conversation_id: int | None,
+        content: str,
+        models: Sequence[str | None],
+        *,
+        temperature: float | None,
+        first_title: str | None = None,
+        new_conversation: Conversation | None = None,
+        history: Sequence[tuple[Role, str] | tuple[Role, str, list[dict] | None]] = (),
+        after: int | None = None,
+        attachments: Sequence[int] = (),
+        owner: int | None = None,
+    ) -> tuple[Message, list[Message]]:
+        """Store a user message and one empty, ``streaming`` answer to it per model of ``models``, in one
+        transaction (the arguments as ``add_exchange``'s). With more than one model the answers are a side-by-side
+        comparison: siblings marked ``comparing``, the first one shown, until one is picked (``pick``).
+
+        Returns:
+            ``(user_message, answers)``, the answers in the order of ``models``.
+
+        Raises:
+            NotFound: as ``add_exchange``.
         """
         with self._session() as session:
             if conversation_id is None:
@@ -253,6 +302,8 @@ class Store:
                     if below is None or below.conversation_id != conversation_id:
                         raise NotFound(f"message {after} not found")
                     parent_id = after
+            if parent_id is not None:
+                self._end_comparison(session, parent_id)
             for role, text, *events in history:
                 earlier = Message(conversation_id=conversation_id, parent_id=parent_id, role=role, content=text,
                                   events=events[0] if events else None)  # fmt: skip
@@ -264,21 +315,82 @@ class Store:
             self._unselect_siblings(session, user)
             session.add(user)
             session.flush()
-            assistant = Message(
-                conversation_id=conversation_id,
-                parent_id=user.id,
-                role=Role.assistant,
-                status=Status.streaming,
-                model=model,
-                temperature=temperature,
-            )
-            session.add(assistant)
+            if attachments:
+                self._claim_attachments(session, attachments, owner, user)
+            answers = [
+                Message(
+                    conversation_id=conversation_id, parent_id=user.id, role=Role.assistant, status=Status.streaming,
+                    model=model, temperature=temperature, selected=index == 0, comparing=len(models) > 1,
+                )
+                for index, model in enumerate(models)
+            ]  # fmt: skip
+            session.add_all(answers)
             if first_title is not None and not path:
                 conversation.title = first_title
             conversation.updated_at = utcnow()
             session.add(conversation)
             session.commit()
-            return user, assistant
+            return user, answers
+
+    @staticmethod
+    def _claim_attachments(session: Session, ids: Sequence[int], owner: int | None, user: Message) -> None:
+        """Attach the unsent attachments ``ids`` of ``owner`` to the user message ``user``. Raises NotFound."""
+        rows = list(session.exec(select(Attachment).where(col(Attachment.id).in_(list(ids)))))
+        found = {row.id: row for row in rows if row.message_id is None and (owner is None or row.user_id == owner)}
+        for key in ids:
+            if key not in found:
+                raise NotFound(f"attachment {key} not found (or already sent)")
+        for key in ids:
+            found[key].message_id = user.id
+            session.add(found[key])
+
+    @staticmethod
+    def _copy_attachments(session: Session, source_id: int | None, target: Message) -> None:
+        """Give ``target`` copies of the attachments of the message ``source_id`` (the same blobs)."""
+        if source_id is None:
+            return
+        for row in session.exec(select(Attachment).where(Attachment.message_id == source_id).order_by(
+                col(Attachment.id))):  # fmt: skip
+            fields = row.model_dump(exclude={"id", "message_id", "created_at"})
+            session.add(Attachment(**fields, message_id=target.id))
+
+    @staticmethod
+    def _end_comparison(session: Session, answer_id: int) -> None:
+        """A comparison whose shown answer ``answer_id`` is continued from is over: its answers are variants now."""
+        answer = session.get(Message, answer_id)
+        if answer is None or not answer.comparing:
+            return
+        for sibling in session.exec(select(Message).where(
+                Message.conversation_id == answer.conversation_id, Message.parent_id == answer.parent_id)):  # fmt: skip
+            if sibling.comparing:
+                sibling.comparing = False
+                session.add(sibling)
+
+    def pick(self, message_id: int) -> Message:
+        """Keep the answer ``message_id`` of a side-by-side comparison: it becomes the shown one, the conversation
+        continues from it, and the others are its variants (‹ 2/3 ›). Returns it. Raises NotFound."""
+        with self._session() as session:
+            message = _require(session, Message, message_id)
+            self._unselect_siblings(session, message)
+            message.selected = True
+            session.add(message)
+            session.flush()
+            self._end_comparison(session, message_id)
+            session.commit()
+            session.refresh(message)
+            return message
+
+    def collect_blobs(self) -> int:
+        """Delete the blobs no attachment refers to any more (after messages, conversations or users were deleted);
+        return how many."""
+        images = select(Attachment.sha256)
+        thumbnails = select(Attachment.thumbnail_sha256).where(col(Attachment.thumbnail_sha256).is_not(None))
+        with self._session() as session:
+            result = session.execute(
+                delete(Blob).where(col(Blob.sha256).not_in(images), col(Blob.sha256).not_in(thumbnails))
+            )
+            session.commit()
+            return result.rowcount or 0
 
     def continuation(self, owner: int | None, system_prompt: str, turns: Sequence[tuple[Role, str]],
                      limit: int = 50) -> tuple[int, int, int] | None:  # fmt: skip
@@ -353,6 +465,7 @@ class Store:
                            content=content)  # fmt: skip
             session.add(user)
             session.flush()
+            self._copy_attachments(session, original.id, user)
             assistant = Message(conversation_id=original.conversation_id, parent_id=user.id, role=Role.assistant,
                                 status=Status.streaming, model=model, temperature=temperature)  # fmt: skip
             session.add(assistant)
@@ -383,7 +496,8 @@ class Store:
             session.execute(delete(Message).where(col(Message.id).in_(doomed)))
             self._touch(session, message.conversation_id)
             session.commit()
-            return len(doomed)
+        self.collect_blobs()
+        return len(doomed)
 
     def select_path_to(self, message_id: int) -> Message:
         """Show the branch that holds ``message_id``: it and each of its ancestors become the shown one among their
@@ -426,9 +540,11 @@ class Store:
                 fields = row.model_dump(exclude={"id", "conversation_id", "parent_id", "selected"})
                 if fields["status"] == Status.streaming:
                     fields["status"] = Status.interrupted
+                fields["comparing"] = False
                 new = Message(**fields, conversation_id=copy.id, parent_id=parent_id, selected=True)
                 session.add(new)
                 session.flush()
+                self._copy_attachments(session, row.id, new)
                 parent_id = new.id
             session.commit()
             session.refresh(copy)
@@ -555,6 +671,7 @@ class Store:
         with self._session() as session:
             session.delete(_require(session, User, user_id))
             session.commit()
+        self.collect_blobs()
 
     # -- login sessions and API tokens ------------------------------------------------------------
 

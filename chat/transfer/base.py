@@ -17,6 +17,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
+from ..attachments.files import FileLimits
 from ..refusals import Refusal
 from ..store.transfer import NewMessage
 
@@ -36,11 +37,14 @@ class Limits:
         max_bytes: the file's size, bytes (200 MB).
         max_conversations: conversations in the file.
         max_messages: messages (nodes) in one conversation.
+        files: what one attached file may be (Parley JSON's attachments, read again as an upload is); a file over
+            them is left out with a warning.
     """
 
     max_bytes: int = 200 * 1024 * 1024
     max_conversations: int = 10_000
     max_messages: int = 20_000
+    files: FileLimits = FileLimits()
 
 
 class InvalidImport(Refusal, ValueError):

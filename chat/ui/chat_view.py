@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from nicegui import background_tasks, ui
 
 from ..engine import LOCAL, Account, Change, Engine
-from ..store import Conversation, Message, NotFound, Role, Store, selected_path
+from ..store import Attachment, Conversation, Message, NotFound, Role, Store, selected_path
+from ..store.attachments import attachments_of
 from .access import Guard, always_signed_in
+from .attachments_view import AttachmentTray
+from .compare_view import CompareChooser, ComparisonView, comparing_answers
 from .composer import Composer, draft_prefix
 from .local_time import LocalTime
 from .message_view import MessageView, format_cost
@@ -50,6 +53,7 @@ class ChatView:
         tree: the page's tree panel, told the messages after every sync.
         focus: a message of the shown path to open the page at: built even when older than the newest
             ``PAGE_SIZE``, scrolled to and highlighted.
+        list_models: async function returning the upstream's model ids, for the compare chooser (None: no chooser).
     """
 
     def __init__(
@@ -64,6 +68,7 @@ class ChatView:
         start: StartPage | None = None,
         tree: TreePanel | None = None,
         focus: int | None = None,
+        list_models: Callable[[], Awaitable[list[str]]] | None = None,
     ) -> None:
         self.engine = engine
         self.tree = tree
@@ -76,7 +81,8 @@ class ChatView:
         self.on_created = on_created
         self._syncing = asyncio.Lock()
         self._stale = False  # a change arrived since the last sync started reading
-        self.views: list[MessageView] = []
+        self.views: list[MessageView | ComparisonView] = []
+        self.files: dict[int, list[Attachment]] = {}  # the shown conversation's user messages' files
         self.sending = False  # a Send is being stored
         self.welcome: ui.column | None = None
         #: the settings of the conversation the first Send creates (the start page's preset; see ``send``)
@@ -92,15 +98,26 @@ class ChatView:
             )
             self.earlier.visible = False
             if conversation is None:
-                presets = PresetChooser(store, account)
+
+                async def tool_names() -> list[str]:
+                    return [tool.name for tool in await engine.available_tools(account)]
+
+                presets = PresetChooser(store, account, tool_names)
                 self.new_conversation_settings = presets.settings
                 self.welcome = welcome(start or StartPage(lambda: engine.default_model), self.send_example, presets)
                 with self.welcome:  # the components of a message load with the page, not after the first Enter
                     StreamingMessage().classes("hidden")
                     LocalTime(datetime.now(UTC)).classes("hidden")
+        self.chooser: CompareChooser | None = None
+
+        def chooser() -> None:
+            if list_models is not None:
+                self.chooser = CompareChooser(list_models, account)
+
         self.composer = Composer(
-            on_send=self.send, on_stop=self.stop, drafts=draft_prefix(account.owner), prompts=(store, account)
-        )
+            on_send=self.send, on_stop=self.stop, drafts=draft_prefix(account.owner), prompts=(store, account),
+            files=lambda: AttachmentTray(engine, account), extra=chooser,
+        )  # fmt: skip
         self.shortcuts = Shortcuts(composer=self.composer.input, on_stop=self.stop, on_regenerate=self.regenerate_last)
         ui.context.client.on_delete(self._detach_all)
         if conversation is not None:
@@ -130,6 +147,10 @@ class ChatView:
             return
         if self.sending:  # a second Enter while the first is being stored (it carries this same text)
             return
+        tray = self.composer.tray
+        if tray is not None and tray.uploading:
+            ui.notify("Wait for the files to finish uploading, then send.", type="warning")
+            return
         self.sending = True
         try:
             if not await self.guard():  # logged out meanwhile: the tab goes to the login page
@@ -141,6 +162,8 @@ class ChatView:
         finally:
             self.sending = False
         self.composer.clear()
+        if tray is not None:
+            tray.clear()
         if self.conversation_id is None:  # the first Send created the conversation: this page becomes it
             if self.welcome is not None:
                 self.welcome.delete()
@@ -152,16 +175,29 @@ class ChatView:
             self.on_created(user.conversation_id, self.conversation.title)
 
     async def _send_to(self, content: str) -> tuple[Message, Message]:
-        """Send ``content`` here, or to a new conversation with ``new_conversation_settings()``: one with ``tools``
-        is created first (so its first answer already has them), and deleted again when the send is refused."""
+        """Send ``content`` (with the tray's files; to the chooser's models side by side when two or more are
+        chosen) here, or to a new conversation with ``new_conversation_settings()``: one with ``tools`` is created
+        first (so its first answer already has them), and deleted again when the send is refused."""
         settings = self.new_conversation_settings() if self.conversation_id is None else {}
-        if "tools" not in settings:
-            return await self.engine.send(self.conversation_id, content, account=self.account, **settings)
-        created = await self.engine.create_conversation(self.account, **settings)
+        files = self.composer.tray.ids if self.composer.tray is not None else []
+        models = self.chooser.chosen if self.chooser is not None else []
+        conversation_id = self.conversation_id
+        created = None
+        if "tools" in settings or (models and settings):
+            created = conversation_id = await self.engine.create_conversation(self.account, **settings)
+            settings = {}
         try:
-            return await self.engine.send(created, content, account=self.account)
+            if models:
+                user, answers = await self.engine.compare(
+                    conversation_id, content, models, account=self.account, attachments=files,
+                    temperature=settings.get("temperature"),
+                )  # fmt: skip
+                return user, answers[0]
+            return await self.engine.send(conversation_id, content, account=self.account, attachments=files,
+                                          **settings)  # fmt: skip
         except Exception:
-            await self.engine.delete_conversation(created, self.account)
+            if created is not None:
+                await self.engine.delete_conversation(created, self.account)
             raise
 
     async def send_example(self, text: str) -> None:
@@ -203,10 +239,13 @@ class ChatView:
                 ui.navigate.to("/")
 
     def _read(self) -> tuple[Conversation, list[Message]]:
-        """In a thread: the conversation and all its messages."""
+        """In a thread: the conversation and all its messages (and the files of its user messages, kept in
+        ``files``)."""
         assert self.conversation_id is not None
         conversation = self.store.get_conversation(self.conversation_id, owner=self.account.owner)
-        return conversation, self.store.messages(self.conversation_id)
+        messages = self.store.messages(self.conversation_id)
+        self.files = attachments_of(self.store, (m.id for m in messages if m.role == Role.user and m.id is not None))
+        return conversation, messages
 
     async def sync(self) -> None:
         """Make the page show the stored path: keep the views that match, rebuild from the first that differs.
@@ -293,20 +332,28 @@ class ChatView:
         assert self.conversation is not None
         temperature = self.conversation.temperature
         views = []
+
+        def build(message: Message, column: bool = False) -> MessageView:
+            return MessageView(
+                message,
+                self.engine,
+                siblings[message.parent_id],
+                default_temperature=temperature,
+                account=self.account,
+                guard=self.guard,
+                on_error=show_error,
+                on_finished=self._update_composer,
+                attachments=self.files.get(message.id or 0, ()),
+                column=column,
+            )
+
         with self.column:
             for message in path:
-                views.append(
-                    MessageView(
-                        message,
-                        self.engine,
-                        siblings[message.parent_id],
-                        default_temperature=temperature,
-                        account=self.account,
-                        guard=self.guard,
-                        on_error=show_error,
-                        on_finished=self._update_composer,
-                    )
-                )
+                answers = comparing_answers(message, siblings[message.parent_id])
+                if answers is not None:
+                    views.append(ComparisonView(answers, lambda answer: build(answer, column=True)))  # type: ignore[arg-type]
+                else:
+                    views.append(build(message))
         return views
 
     def _update_earlier(self) -> None:

@@ -11,6 +11,7 @@ from nicegui.events import GenericEventArguments, ValueChangeEventArguments
 
 from ..engine import Account
 from ..store import Store
+from .attachments_view import AttachmentTray
 from .prompt_library import PromptLibrary
 
 #: The ``localStorage`` key prefix of drafts. A draft's key is ``parley-draft:<user>:<conversation>``: the user id
@@ -72,6 +73,9 @@ class Composer:
         on_stop: called for Stop.
         drafts: the user's draft key prefix (``draft_prefix``).
         prompts: ``(store, account)`` of the ``/`` library, or None for none.
+        files: the tray of files to send (``AttachmentTray``: its row above the box, its paperclip left of it), made
+            in the footer by this callable; None: no files.
+        extra: builds more buttons left of the box (the compare chooser), or None.
     """
 
     def __init__(
@@ -81,16 +85,24 @@ class Composer:
         on_stop: Callable[[], Awaitable[None]],
         drafts: str,
         prompts: tuple[Store, Account] | None = None,
+        files: Callable[[], AttachmentTray] | None = None,
+        extra: Callable[[], object] | None = None,
     ) -> None:
         self.on_send = on_send
         self.on_stop = on_stop
         self.busy = False
         self.library: PromptLibrary | None = None
+        self.tray: AttachmentTray | None = None
         with ui.footer(wrap=False).classes("parley-composer-bar"):
             ScrollToBottom()
             if prompts is not None:
                 self.library = PromptLibrary(*prompts, get_text=lambda: self.text, set_text=self.set_text)
-            with ui.row().classes("w-full max-w-3xl mx-auto items-end gap-2 no-wrap"):
+            if files is not None:
+                self.tray = files()
+            with ui.row().classes("w-full max-w-3xl mx-auto items-end gap-1 no-wrap"):
+                paperclip = self.tray.make_button() if self.tray is not None else None
+                if extra is not None:
+                    extra()
                 self.input = (
                     ui.textarea(placeholder="Message Parley…")
                     .props('autogrow outlined dense autofocus aria-label="Message"')
@@ -101,6 +113,8 @@ class Composer:
                 # on its own timer, so the Enter may reach the server before the last keystrokes' value update
                 self.input.on("keydown.enter.exact.prevent", self._enter, js_handler="(e) => emit(e.target.value)")
                 self.button = SendButton(self._act).mark("send")
+            if paperclip is not None:
+                paperclip.watch(self.input)
             ComposerDraft(self.input, drafts)
         if self.library is not None:
             self._wire_library(self.library)

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from nicegui import background_tasks, ui
 from nicegui.events import GenericEventArguments
 
 from ..api.stream import stream_path
 from ..engine import LOCAL, Account, Engine, Generation
-from ..store import Message, Role, Status
+from ..store import Attachment, Message, Role, Status
 from .access import Guard, always_signed_in
+from .attachments_view import message_files
 from .confirm import confirm
 from .copy_message import CopyMessage
 from .local_time import LocalTime
@@ -105,6 +106,9 @@ class MessageView(ui.column):
         on_finished: called when a live answer shown here ends.
         account: who regenerates and switches variants here (default ``LOCAL``, personal mode).
         guard: checks that the page's login still holds before a Regenerate or Retry (``access.session_guard``).
+        attachments: a user message's files, shown under its text.
+        column: an answer of a side-by-side comparison (``compare_view``): its model above it, its own Stop while it
+            streams, "Keep this one" once it ended, and no variant navigation.
     """
 
     def __init__(
@@ -118,9 +122,13 @@ class MessageView(ui.column):
         on_finished: Callable[[], None],
         account: Account = LOCAL,
         guard: Guard = always_signed_in,
+        attachments: Sequence[Attachment] = (),
+        column: bool = False,
     ) -> None:
         super().__init__()
         assert message.id is not None
+        self.attachments = list(attachments)
+        self.column = column
         self.message = message
         self.message_id: int = message.id
         self.engine = engine
@@ -144,6 +152,9 @@ class MessageView(ui.column):
         with self, ui.row().classes("parley-user-row"):  # styled in parley.css: short class lists, fewer bytes
             LocalTime(self.message.created_at)
             self.user_label = ui.label(self.message.content).classes("parley-user-message").mark("user-message")
+        if self.attachments:
+            with self:
+                message_files(self.attachments)
         with self:
             self.footer = ui.row().classes("items-center gap-1 parley-muted parley-message-footer")
         with self.footer:
@@ -221,6 +232,9 @@ class MessageView(ui.column):
     def _build_assistant(self) -> None:
         generation = self.engine.live(self.message_id, self.account)
         with self:
+            if self.column:
+                self.classes("parley-compare-column")
+                ui.label(self.message.model or "").classes("text-sm font-medium parley-muted").mark("column-model")
             if generation is not None:
                 self.body = StreamingMessage(
                     generation.text,
@@ -281,6 +295,14 @@ class MessageView(ui.column):
     def _build_footer(self, *, streaming: bool) -> None:
         self.footer.clear()
         if streaming:
+            if self.column:  # each column stops by itself; the composer's Stop stops them all
+                with self.footer:
+                    ui.button("Stop", icon="stop", on_click=self._stop_column).props("flat dense no-caps size=sm").mark(
+                        "column-stop"
+                    )
+            return
+        if self.column:
+            self._build_column_footer()
             return
         message = self.message
         with self.footer:
@@ -307,6 +329,34 @@ class MessageView(ui.column):
             if details:
                 ui.label(details).classes("text-xs").mark("message-details")
             LocalTime(message.created_at)
+
+    def _build_column_footer(self) -> None:
+        """An ended answer of a comparison: how it ended, its details, Copy, and "Keep this one"."""
+        message = self.message
+        with self.footer:
+            line = status_line(message)
+            if line is not None:
+                reason, color, icon = line
+                with ui.row().classes(f"items-center gap-1 {color}").mark("message-status"):
+                    ui.icon(icon)
+                    ui.label(reason).classes("text-sm")
+            ui.button("Keep this one", icon="check", on_click=self._keep).props("flat dense no-caps size=sm").mark(
+                "keep-answer", f"keep-{self.message_id}"
+            )
+            if self.body is not None:
+                CopyMessage(self.body)
+            details = describe_generation(message)
+            if details:
+                ui.label(details).classes("text-xs").mark("message-details")
+
+    async def _stop_column(self) -> None:
+        await self._run(self.engine.cancel(self.message_id, self.account))
+
+    async def _keep(self) -> None:
+        """Keep this answer of the comparison: the conversation goes on from it, the others are its variants."""
+        if not await self.guard():
+            return
+        await self._run(self.engine.pick(self.message_id, self.account))
 
     def _build_variant_nav(self) -> None:
         ids = [v.id for v in self.variants]

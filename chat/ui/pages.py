@@ -222,7 +222,7 @@ async def layout(
         show_title(title)
 
     chat = ChatView(engine, store, conversation, on_created=created, account=account, guard=guard, start=start,
-                    tree=tree, focus=message_id)  # fmt: skip
+                    tree=tree, focus=message_id, list_models=list_models)  # fmt: skip
     if conversation_id is not None:
         attach(conversation_id)
         await chat.sync()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Literal
 
 from nicegui import app, events, ui
@@ -51,9 +52,15 @@ def export_all_link(account: Account = LOCAL) -> None:
         ui.menu_item("Import…", lambda: open_import_dialog(account)).mark("menu-import")
 
 
-def _summary(format: str, imported: int, skipped: int) -> str:
+def _summary(format: str, imported: int, skipped: int, files_left_out: int = 0, warnings: Sequence[str] = ()) -> str:
+    """What the dialog says after an import: how many conversations, and which attached files were left out."""
     done = f"Imported {imported} conversation{'s' * (imported != 1)} ({_FORMATS.get(format, format)})"
-    return done + (f"; {skipped} already here, skipped." if skipped else ".")
+    done += f"; {skipped} already here, skipped." if skipped else "."
+    if files_left_out:
+        done += f" {files_left_out} attached file{'s' * (files_left_out != 1)} left out: " + " ".join(warnings[:5])
+        if len(warnings) > 5:
+            done += f" (and {len(warnings) - 5} more)"
+    return done
 
 
 def open_import_dialog(account: Account = LOCAL, *, engine: Engine | None = None, store: Store | None = None) -> None:
@@ -118,7 +125,8 @@ def open_import_dialog(account: Account = LOCAL, *, engine: Engine | None = None
                 picker.set_visibility(True)
             for conversation_id, title in zip(result.conversation_ids, result.titles, strict=True):
                 engine.notify(conversation_id, "created", account.user_id, title)
-            status.set_text(_summary(name, result.imported, result.skipped))
+            status.set_text(_summary(name, result.imported, result.skipped, result.attachments_skipped,
+                                     result.warnings))  # fmt: skip
 
         megabytes = DEFAULT_LIMITS.max_bytes // (1024 * 1024)
         picker = ui.upload(

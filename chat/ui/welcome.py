@@ -51,11 +51,16 @@ class PresetChooser:
     Args:
         store: where the presets are.
         account: whose presets.
+        list_tools: async function returning the names of the tools ``account`` may turn on (the dialog's tool
+            picker); None: no picker.
     """
 
-    def __init__(self, store: Store, account: Account) -> None:
+    def __init__(
+        self, store: Store, account: Account, list_tools: Callable[[], Awaitable[list[str]]] | None = None
+    ) -> None:
         self.store = store
         self.account = account
+        self.list_tools = list_tools
         self.presets: list[Preset] = []  # read in a thread once the page is built (``build``)
         self.chosen: int | None = None
         self._chosen_by_user = False  # a click before the presets arrived wins over the default
@@ -128,6 +133,15 @@ class PresetChooser:
             system = ui.textarea("System prompt").props("outlined dense").classes("w-full").mark("preset-system")
             model = ui.input("Model (empty: the default)").props("outlined dense").mark("preset-model")
             temperature = ui.number("Temperature (empty: the default)", min=0, max=2, step=0.1).mark("preset-temp")
+            names: list[str] = []
+            if self.list_tools is not None:
+                try:
+                    names = await self.list_tools()
+                except Exception:  # an MCP server down: the tools already chosen can still be kept or taken out
+                    names = []
+            tools = ui.select(names, multiple=True, label="Tools on (empty: every tool offered)", value=[])
+            tools.props("outlined dense use-chips").classes("w-full").mark("preset-tools")
+            tools.visible = self.list_tools is not None
             default = ui.checkbox("My default").mark("preset-default")
             published = ui.checkbox("Publish to everyone").mark("preset-published")
             published.visible = self.account.is_admin and self.account.owner is not None
@@ -139,6 +153,8 @@ class PresetChooser:
                 system.value = preset.system_prompt if preset else ""
                 model.value = (preset.model or "") if preset else ""
                 temperature.value = preset.temperature if preset else None
+                chosen = list(preset.tools or []) if preset else []
+                tools.set_options(sorted(set(names) | set(chosen)), value=chosen)
                 default.value = bool(preset and preset.is_default)
                 published.value = bool(preset and preset.published)
 
@@ -157,7 +173,8 @@ class PresetChooser:
             async def save() -> None:
                 fields: dict[str, Any] = {"name": name.value or "", "system_prompt": system.value or "",
                                           "model": model.value or None, "temperature": temperature.value,
-                                          "is_default": bool(default.value)}  # fmt: skip
+                                          "is_default": bool(default.value),
+                                          "tools": list(tools.value) or None}  # fmt: skip
                 if published.visible:
                     fields["published"] = bool(published.value)
                 key = editing["id"]
