@@ -8,12 +8,12 @@ PY := $(VENV)/bin/python
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 ARGS ?=
 
-.PHONY: run test lint clean chromium postgresql bench
+.PHONY: run test lint clean chromium postgresql redis haproxy bench
 
 run: $(VENV)/.installed-embedded
 	$(PY) app.py $(ARGS)
 
-test: $(VENV)/.installed-embedded-test chromium postgresql
+test: $(VENV)/.installed-embedded-test chromium postgresql redis haproxy
 	$(PY) -m pytest $(ARGS)
 
 # The benchmarks: streaming into a browser, Parley against baseline chat UIs (bench/streaming.py; e.g.
@@ -55,6 +55,17 @@ postgresql:
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+
+# Several replicas' tests (tests/test_replicas.py) run a real redis-server and HAProxy: Debian's packages.
+redis:
+	@command -v redis-server >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+haproxy:
+	@command -v haproxy >/dev/null || ls /usr/sbin/haproxy >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq haproxy >/dev/null; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -174,6 +174,18 @@ class Settings(BaseSettings):
         "an image for them is refused before anything is sent. Others take images until their server refuses them "
         "(remembered); the embedded model takes none.",
     )
+    redis_url: str | None = Field(
+        None,
+        description="Redis for running several Parley replicas on one PostgreSQL: answers followed, resumed and "
+        "stopped from any replica, limits counted across them (redis://host:6379/0). None: one process.",
+    )
+    replica_lease: float = Field(
+        5.0,
+        gt=0.2,
+        le=120,
+        description="With --redis-url: seconds after which a silent replica's answers are "
+        "marked interrupted by the others.",
+    )
     login_attempts_per_ip: int = Field(20, ge=1, description="Failed logins allowed per client address per minute.")
     login_attempts_per_name: int = Field(5, ge=1, description="Failed logins allowed per user name per minute.")
 

@@ -19,6 +19,7 @@ from .auth.http import register_login
 from .config import Settings, check_exposure
 from .engine import Engine, Limits
 from .engine.pricing import PriceTable
+from .engine.replicas import make_replicas
 from .engine.tool_loop import ToolLimits, ToolLoop
 from .provider import EMBEDDED_MODELS, EmbeddedModel, EmbeddedModelServer, Provider, ProviderError
 from .provider.errors import redact
@@ -150,7 +151,7 @@ def build_services(settings: Settings) -> Services:
         default_temperature=settings.temperature,
         checkpoint_interval=settings.checkpoint_interval,
         max_message_length=settings.max_message_length,
-        limits=Limits(settings.messages_per_minute, settings.concurrent_answers),
+        limits=Limits(settings.messages_per_minute, settings.concurrent_answers, storage=settings.redis_url),
         tools=ToolLoop(toolbox, store, limits),
         prices=prices,
         files=FileLimits(
@@ -163,7 +164,10 @@ def build_services(settings: Settings) -> Services:
         login_attempts_per_ip=settings.login_attempts_per_ip,
         login_attempts_per_name=settings.login_attempts_per_name,
         enabled=False,  # until the schema is migrated: see ``setup``
+        storage=settings.redis_url,
     )
+    if settings.redis_url:
+        engine.replicas = make_replicas(engine, settings.redis_url, lease_ttl=settings.replica_lease)
     return Services(settings, store, provider, engine, embedded, embedded_model, accounts)
 
 
@@ -201,6 +205,8 @@ def setup(settings: Settings) -> Services:
     services.engine.recover()
 
     async def startup() -> None:
+        if services.engine.replicas is not None:
+            await services.engine.replicas.start()
         if services.embedded is not None:
             services.embedded.start()
         elif settings.model is None:
@@ -210,6 +216,8 @@ def setup(settings: Settings) -> Services:
         for task in background:
             task.cancel()
         await services.engine.shutdown()
+        if services.engine.replicas is not None:
+            await services.engine.replicas.close()  # after the answers' ends are written
         await asyncio.sleep(0)  # let the UI tasks the finished answers woke run before NiceGUI cancels every task
         await services.provider.close()
         if services.engine.tools is not None and services.engine.tools.toolbox is not None:

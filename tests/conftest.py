@@ -19,6 +19,7 @@ from chat.store import Store
 from .browser import ROOT
 from .fake_upstream import FakeUpstream
 from .postgres import PostgresServer, find_binaries
+from .redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +27,16 @@ def fake_upstream_server() -> Iterator[FakeUpstream]:
     """One fake upstream for the whole session."""
     with FakeUpstream(models=["fake-model", "other-model"]) as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real ``redis-server`` for the session (started on first use); tests may ``restart()`` it (empty again)."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture

@@ -592,7 +592,8 @@ async def stream_answer(
     if live is None:  # finished, maybe since ``owned_answer`` read it: the row now holds the final text
         message = await asyncio.to_thread(services.store.get_message, message.id, owner=account.owner)
     start = next(value for value in (last_event_id, after, offset) if value is not None)
-    start = min(start, live.position if live is not None else end_of(message))  # past the end: the end
+    if not engine.generating_elsewhere(message):  # another replica's answer: its stream knows where it is
+        start = min(start, live.position if live is not None else end_of(message))  # past the end: the end
     return stream(services, message, account, start)
 
 

@@ -24,6 +24,12 @@ def metrics(engine: EngineDep, store: StoreDep) -> dict[str, int]:
     return {"db_writes": store.writes, "checkpoints": engine.checkpoints, "live_answers": len(engine.generations)}
 
 
+async def healthz() -> dict[str, str]:
+    """``GET /healthz``: ``{"status": "ok"}`` while the process serves (a proxy's health check; no login needed, nothing
+    about anyone's data)."""
+    return {"status": "ok"}
+
+
 def register_api(app: FastAPI, engine: Engine, store: Store, accounts: Accounts) -> None:
     """Serve the API on ``app``, answered by these services.
 
@@ -45,6 +51,7 @@ def register_api(app: FastAPI, engine: Engine, store: Store, accounts: Accounts)
         accounts: who each request is.
     """
     install(app, ApiServices(engine, store, accounts))
+    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     include_routers(app, rest.router, attachments.router, search.router, transfer.router, share.router, prompts.router,
                     openai_compat.router, stream.router, metrics_router)  # fmt: skip
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import math
 import os
 import re
@@ -30,13 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from limits import RateLimitItemPerMinute
-from limits.storage import MemoryStorage
+from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from ..engine import LOCAL, Account, RateLimited
 from ..refusals import Refusal
 from ..store import ApiToken, NotFound, Store, User
 from .passwords import hash_password, needs_rehash, verify_password
+
+log = logging.getLogger(__name__)
 
 #: Where the browser's signed session cookie keeps the login token.
 SESSION_KEY = "login"
@@ -122,6 +125,8 @@ class Accounts:
         login_attempts_per_ip: failed logins allowed per client address per minute.
         login_attempts_per_name: failed logins allowed per user name per minute.
         enabled: team mode; default: whether the database has a user now.
+        storage: the ``limits`` storage URI of the failed-login counts (``redis://…``: shared by the replicas);
+            None: this process's memory.
     """
 
     def __init__(
@@ -131,12 +136,14 @@ class Accounts:
         login_attempts_per_ip: int = 20,
         login_attempts_per_name: int = 5,
         enabled: bool | None = None,
+        storage: str | None = None,
     ) -> None:
         self.store = store
         self.enabled = store.count_users() > 0 if enabled is None else enabled
         self._per_ip = RateLimitItemPerMinute(login_attempts_per_ip)
         self._per_name = RateLimitItemPerMinute(login_attempts_per_name)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        # shared by the replicas with ``storage`` (Redis); while it cannot be reached, logins are refused (fail closed)
+        self._limiter = MovingWindowRateLimiter(storage_from_string(storage) if storage else MemoryStorage())
 
     # -- users --------------------------------------------------------------------------------------
 
@@ -192,11 +199,20 @@ class Accounts:
     def _failed(self, address: str | None, name: str) -> None:
         """Count one failed attempt."""
         for item, key in self._limits(address, name):
-            self._limiter.hit(item, "login", key)
+            try:
+                self._limiter.hit(item, "login", key)
+            except Exception:  # the shared storage is down: the check before the next attempt refuses it
+                log.warning("cannot count a failed login (the rate-limit storage is down)")
 
     def _check_attempts(self, address: str | None, name: str) -> None:
         for item, key in self._limits(address, name):
-            if not self._limiter.test(item, "login", key):
+            try:
+                allowed = self._limiter.test(item, "login", key)
+            except Exception as error:  # fail closed: without the counts, password guessing would be unlimited
+                log.warning("cannot check failed logins (%s); refusing logins until the storage is back", error)
+                raise RateLimited("Logins are paused for a moment (the rate-limit store cannot be reached). "
+                                  "Try again in a few seconds.", 5) from error  # fmt: skip
+            if not allowed:
                 reset = self._limiter.get_window_stats(item, "login", key).reset_time
                 wait = max(1, math.ceil(reset - time.time()))
                 raise RateLimited(f"Too many failed logins. Try again in {wait} s.", wait)

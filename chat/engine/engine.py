@@ -29,10 +29,11 @@ from ..tools import Tool
 from .attaching import Attachments
 from .changes import Change, Kind, Watcher, Watchers
 from .checkpoints import Checkpointer
-from .events import ContentEvent, Event, Phase, content_of, replay
+from .events import ContentEvent, Event, Finished, Phase, content_of, replay
 from .generation import Decision, Generation
 from .policy import LOCAL, Account, Limits, ModelNotAllowed
 from .pricing import PriceTable
+from .replicas import Replicas
 from .text import DEFAULT_TITLE, clean_text, clean_title, make_title
 from .tool_loop import ToolLoop, assistant_messages, close_calls, hand_to_client, refuse_calls, stream_round
 
@@ -136,6 +137,8 @@ class Engine:
         self.watchers = Watchers()
         self._claimed: set[int] = set()  # conversations whose new answer is being stored (see ``_claim``)
         self._checkpointer = Checkpointer(store, self.generations, checkpoint_interval)
+        self.replicas: Replicas | None = None
+        """Set (``replicas.make_replicas``) when Parley runs as one of several replicas on one Redis."""
 
     @property
     def checkpoint_interval(self) -> float:
@@ -152,6 +155,9 @@ class Engine:
     def recover(self) -> int:
         """Mark answers left ``streaming`` by an earlier run as ``interrupted``; return how many. Blocking: call it
         once, before serving (no answer can be streaming before this process started it)."""
+        if self.replicas is not None:  # other replicas may be generating them: leases say (``Replicas.reap``)
+            stored_attachments.delete_unsent(self.store)
+            return 0
         count = self.store.interrupt_streaming()
         if count:
             log.warning("marked %d answer(s) from an earlier run as interrupted", count)
@@ -181,8 +187,11 @@ class Engine:
         return self.watchers.owner(account.owner, watcher)
 
     def notify(self, conversation_id: int, kind: Kind, user_id: int | None, title: str | None = None) -> None:
-        """Tell the watchers of this conversation and of its owner that it changed."""
-        self.watchers.notify(Change(conversation_id, kind, user_id, title))
+        """Tell the watchers of this conversation and of its owner that it changed (on every replica)."""
+        change = Change(conversation_id, kind, user_id, title)
+        self.watchers.notify(change)
+        if self.replicas is not None:
+            self.replicas.publish_change(change)
 
     # -- conversations ---------------------------------------------------------------------------------------------
 
@@ -384,8 +393,26 @@ class Engine:
                 yield event
             return
         message = await asyncio.to_thread(self.store.get_message, message_id, owner=account.owner)
+        if self.replicas is not None and message.status == Status.streaming:  # another replica generates it
+            async for event in self.replicas.follow(message, position):
+                yield event
+            return
         for event in replay(message, position):
             yield event
+
+    def generating_elsewhere(self, message: Message) -> bool:
+        """True when ``message`` is an answer another replica is generating (streaming, not here)."""
+        return self.replicas is not None and message.status == Status.streaming and message.id not in self.generations
+
+    async def wait_for_end(self, message_id: int, account: Account = LOCAL) -> Message:
+        """Wait until the answer ``message_id`` has ended, here or on another replica; return it as stored."""
+        generation = self.live(message_id, account)
+        if generation is not None:
+            return await generation.wait()
+        async for event in self.follow(message_id, 1 << 62, account):
+            if isinstance(event, Finished):
+                return event.message
+        return await asyncio.to_thread(self.store.get_message, message_id, owner=account.owner)
 
     def model_for(self, conversation_model: str | None) -> str:
         """The model an answer uses: the conversation's, else the default."""
@@ -609,7 +636,10 @@ class Engine:
                 files = self.attachments.check(attachments, answer_model, account) if attachments else []
                 if request is not None:
                     self.attachments.check_request(request, answer_model)
-            self.limits.admit(account, running, len(answer_models))
+            busy = running
+            if self.replicas is not None and account.user_id is not None:  # the user's answers on every replica
+                busy = max(running, self.store.count_streaming(account.user_id))
+            self.limits.admit(account, busy, len(answer_models))
             if files:  # cut to the smallest window of the models, so that every column gets the same files
                 narrowest = min(answer_models, key=lambda m: self.provider.window_for(m) or float("inf"))
                 self.attachments.fit_documents(files, narrowest, content, conversation.system_prompt,
@@ -741,7 +771,15 @@ class Engine:
             ``account``'s).
         """
         generation = self.live(message_id, account)
-        return generation is not None and await self._stop(generation)
+        if generation is not None:
+            return await self._stop(generation)
+        if self.replicas is None:
+            return False
+        try:
+            message = await asyncio.to_thread(self.store.get_message, message_id, owner=account.owner)
+        except NotFound:
+            return False
+        return await self.replicas.cancel(message)
 
     async def cancel_unstored(self, generation: Generation) -> bool:
         """Stop an answer stored nowhere (``answer_unstored``); True when it was running."""
@@ -759,6 +797,9 @@ class Engine:
     async def cancel_conversation(self, conversation_id: int) -> bool:
         """Stop the answer running in a conversation, if any (see ``cancel``); True when one was running."""
         running = [g.message_id for g in self.generations.values() if g.conversation_id == conversation_id]
+        if self.replicas is not None:  # and those other replicas generate
+            streaming = await asyncio.to_thread(self.store.streaming_answers)
+            running += [i for i, c, _ in streaming if c == conversation_id and i not in running]
         return any([await self.cancel(message_id) for message_id in running if message_id is not None])
 
     async def cancel_user(self, user_id: int) -> int:
@@ -817,6 +858,8 @@ class Engine:
         for event in seed:
             generation.add(event)
         self.generations[assistant.id] = generation
+        if self.replicas is not None:
+            self.replicas.started(generation)
         self._run(generation, messages, max_tokens, account, enabled, client_tools)
         self._checkpointer.start()
 
@@ -892,6 +935,9 @@ class Engine:
             if call_id in generation.pending and (account.owner is None or generation.user_id == account.owner):
                 if generation.decide(call_id, Decision(approve, always and approve)):
                     return
+        if self.replicas is not None and await self.replicas.decide(call_id, approve, always and approve,
+                                                                    account.owner):  # fmt: skip
+            return
         raise ToolCallNotWaiting(f"Tool call {call_id!r} not found: no call of that id is waiting for your decision.")
 
     # -- the generation task ---------------------------------------------------------------------------------------

@@ -12,15 +12,18 @@ Limits (team mode only), counted with the ``limits`` library's moving window in 
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
 
 from limits import RateLimitItemPerMinute
-from limits.storage import MemoryStorage
+from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from ..refusals import Refusal
+
+log = logging.getLogger(__name__)
 
 #: Seconds a client refused for having too many answers running is told to wait (``Retry-After``): answers have no
 #: known end, so this is a polling interval.
@@ -92,12 +95,17 @@ class Limits:
         messages_per_minute: most messages (sends and regenerations) per user in any 60-second window; None: no
             limit.
         concurrent_answers: most answers of one user generating at once; None: no limit.
+        storage: the ``limits`` library's storage URI (``redis://host:port``: counted across replicas); None: this
+            process's memory. While that storage cannot be reached, messages are let through (logged): a Redis
+            restart must not stop every conversation; logins fail closed instead (``auth.Accounts``).
     """
 
-    def __init__(self, messages_per_minute: int | None = None, concurrent_answers: int | None = None) -> None:
+    def __init__(
+        self, messages_per_minute: int | None = None, concurrent_answers: int | None = None, storage: str | None = None
+    ) -> None:
         self.messages = RateLimitItemPerMinute(messages_per_minute) if messages_per_minute else None
         self.concurrent_answers = concurrent_answers
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._limiter = MovingWindowRateLimiter(storage_from_string(storage) if storage else MemoryStorage())
 
     def admit(self, account: Account, running: int, answers: int = 1) -> None:
         """Count ``answers`` new messages of ``account`` (a side-by-side comparison counts one per model), or refuse
@@ -128,7 +136,12 @@ class Limits:
         if self.messages is None:
             return
         key = str(account.user_id)
-        if not self._limiter.hit(self.messages, "messages", key, cost=answers):
+        try:
+            admitted = self._limiter.hit(self.messages, "messages", key, cost=answers)
+        except Exception as error:  # the shared storage (Redis) is down: let the message through
+            log.warning("cannot count messages per minute (%s); letting this one through", error)
+            return
+        if not admitted:
             reset = self._limiter.get_window_stats(self.messages, "messages", key).reset_time
             wait = max(1, math.ceil(reset - time.time()))
             raise RateLimited(

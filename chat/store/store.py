@@ -597,6 +597,44 @@ class Store:
         """
         return self._update(Message, message_id, fields)
 
+    def streaming_answers(self, created_before: datetime | None = None) -> list[tuple[int, int, int | None]]:
+        """The answers ``streaming`` now (made before ``created_before``, when given): ``(message id, conversation id,
+        owner id)`` each (for the replicas' check of dead ones)."""
+        with self._session() as session:
+            query = (
+                select(Message.id, Message.conversation_id, Conversation.user_id)
+                .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
+                .where(col(Message.status) == Status.streaming)
+            )
+            if created_before is not None:
+                query = query.where(col(Message.created_at) < created_before)
+            return [(row[0], row[1], row[2]) for row in session.exec(query)]  # type: ignore[misc]
+
+    def count_streaming(self, user_id: int) -> int:
+        """How many answers of ``user_id``'s conversations are ``streaming`` now (on any replica)."""
+        with self._session() as session:
+            query = (
+                select(func.count())
+                .select_from(Message)
+                .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
+                .where(col(Message.status) == Status.streaming, Conversation.user_id == user_id)
+            )
+            return int(session.exec(query).one())  # type: ignore[call-overload]
+
+    def interrupt(self, message_ids: Sequence[int], reason: str) -> list[int]:
+        """Mark those of ``message_ids`` still ``streaming`` as ``interrupted`` with ``reason``, keeping their text;
+        return the ids marked."""
+        if not message_ids:
+            return []
+        with self._session() as session:
+            still = list(session.exec(select(Message.id).where(
+                col(Message.id).in_(list(message_ids)), col(Message.status) == Status.streaming)))  # fmt: skip
+            if still:
+                where = (col(Message.id).in_(still), col(Message.status) == Status.streaming)
+                session.execute(update(Message).where(*where).values(status=Status.interrupted, error=reason))
+            session.commit()
+            return [key for key in still if key is not None]
+
     def interrupt_streaming(self, reason: str = "Parley stopped while this answer was streaming.") -> int:
         """Mark every message still ``streaming`` as ``interrupted``, keeping its text.
 

@@ -17,7 +17,7 @@ from typing import Any
 from nicegui import background_tasks, ui
 
 from ..engine import LOCAL, Account, Change, Engine
-from ..store import Attachment, Conversation, Message, NotFound, Role, Store, selected_path
+from ..store import Attachment, Conversation, Message, NotFound, Role, Status, Store, selected_path
 from ..store.attachments import attachments_of
 from .access import Guard, always_signed_in
 from .attachments_view import AttachmentTray
@@ -135,8 +135,12 @@ class ChatView:
     # -- composer --------------------------------------------------------------------------------
 
     def _update_composer(self) -> None:
-        """Show Stop while this conversation answers, else Send."""
-        self.composer.set_busy(self.conversation_id is not None and self.engine.busy(self.conversation_id))
+        """Show Stop while this conversation answers (here, or on another replica), else Send."""
+        elsewhere = any(view.message.status == Status.streaming and self.engine.generating_elsewhere(view.message)
+                        for view in self.views[-1:])  # fmt: skip
+        self.composer.set_busy(
+            self.conversation_id is not None and (self.engine.busy(self.conversation_id) or elsewhere)
+        )
 
     async def send(self) -> None:
         """Send the composer's text; on any refusal (busy, too long, over the messages-per-minute limit, a model not

@@ -18,7 +18,7 @@ from nicegui import background_tasks, ui
 from nicegui.events import GenericEventArguments
 
 from ..api.stream import stream_path
-from ..engine import LOCAL, Account, Engine, Generation
+from ..engine import LOCAL, Account, Engine
 from ..store import Attachment, Message, Role, Status
 from .access import Guard, always_signed_in
 from .attachments_view import message_files
@@ -245,13 +245,16 @@ class MessageView(ui.column):
                     live_events=lambda: generation.content,
                 )
                 self.body.on_decide(self._decide)  # only a live answer can wait for an approval
+            elif self.engine.generating_elsewhere(self.message):  # another replica's: its stream, from the start
+                self.body = StreamingMessage("", stream=stream_path(self.message_id), phase="thinking")
             else:
                 self.body = StreamingMessage(self.message.content, events=self.message.events or None)
             self.body.classes("w-full").mark("assistant-message")
             self.footer = ui.row().classes("items-center gap-1 parley-muted parley-message-footer")
-        self._build_footer(streaming=generation is not None)
-        if generation is not None:
-            self._waiter = background_tasks.create(self._wait_for_end(generation), name="message-view-wait")
+        live = generation is not None or self.engine.generating_elsewhere(self.message)
+        self._build_footer(streaming=live)
+        if live:
+            self._waiter = background_tasks.create(self._wait_for_end(), name="message-view-wait")
             self.client.on_delete(self.detach)
 
     def shows(self, message: Message, siblings: int) -> bool:
@@ -266,8 +269,8 @@ class MessageView(ui.column):
             self._waiter.cancel()
             self._waiter = None
 
-    async def _wait_for_end(self, generation: Generation) -> None:
-        message = await generation.wait()
+    async def _wait_for_end(self) -> None:
+        message = await self.engine.wait_for_end(self.message_id, self.account)
         self._waiter = None
         self.message = message
         if self.is_deleted or self.body is None:

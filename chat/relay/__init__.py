@@ -1,0 +1,1 @@
+"""Redis: what is live, shared between Parley replicas (``redis_relay.RedisRelay``)."""
