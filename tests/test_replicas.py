@@ -273,6 +273,14 @@ def test_the_messages_per_minute_count_across_replicas(
                 statuses.append(response.status_code)
                 response.read()
         assert statuses == [200, 200, 200, 200, 429, 429]  # 4 a minute over A and B together, not 4 each
+        # one login for every replica: the session cookie, signed with the shared secret, names a database session
+        with httpx.Client(base_url=urls[0], timeout=30) as on_a:
+            assert on_a.post("/login", json={"name": "ann", "password": PASSWORD}).status_code == 200
+            with httpx.Client(base_url=urls[1], timeout=30, cookies=on_a.cookies) as on_b:
+                listed = on_b.get("/api/conversations")
+                assert listed.status_code == 200 and len(listed.json()) == 6
+                on_a.post("/logout")
+                assert on_b.get("/api/conversations").status_code == 401  # logged out everywhere at once
 
 
 def test_a_rolling_restart_ends_the_stopped_replicas_answers(
