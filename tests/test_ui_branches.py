@@ -106,9 +106,10 @@ async def test_the_tree_panel_draws_every_fork_and_a_click_shows_that_branch(
     await user.should_see(marker="conversation-tree")
     tree = next(iter(user.find(marker="conversation-tree").elements))
     assert isinstance(tree, ui.tree)
+    expected = ["You: Q1", "Answer: A1", "You: Q2", "Answer: A2 again"]  # the shown path, one column
+    # the page's sync after the answer's end may still be on its way (the tree shows what the last sync read)
+    await wait_for(lambda: [node["label"] for node in tree.props["nodes"]] == expected, what="the tree updated")
     labels = [node["label"] for node in tree.nodes()]
-    top = [node["label"] for node in tree.props["nodes"]]
-    assert top == ["You: Q1", "Answer: A1", "You: Q2", "Answer: A2 again"]  # the shown path, one column
     assert "Branch 1 of 2" in labels and "Branch 2 of 2" not in labels  # the other answer, nested under Q2
     assert "Answer: A2" in labels
     shown = {node["label"] for node in tree.nodes() if node["shown"]}
