@@ -144,6 +144,17 @@ def start_answer(made: Cluster, index: int, text: str = "Tell me about rivers", 
     return reader
 
 
+def followed_on_b(made: Cluster, deltas: int) -> tuple[Reader, int, Reader]:
+    """An answer started on replica A and followed from B, once B has ``deltas`` text events of it: ``(A's reader,
+    the answer's id, B's reader)``."""
+    on_a = start_answer(made, 0)
+    answer = on_a.start_event["assistant_message_id"]
+    on_b = Reader(made.urls[1], f"/api/messages/{answer}/stream")
+    on_b.start()
+    wait_until(lambda: on_b.deltas >= deltas, what="B following the answer")
+    return on_a, answer, on_b
+
+
 def test_an_answer_on_a_is_followed_and_resumed_exactly_on_b(
     tmp_path: Path, upstream: FakeUpstream, pg: PostgresServer, redis_server: RedisServer
 ) -> None:
@@ -224,11 +235,7 @@ def test_a_redis_restart_mid_answer_loses_nothing(
 ) -> None:
     upstream.script = Script(tokens=80, rate=20)
     with cluster(tmp_path, upstream, pg, redis_server) as made:
-        on_a = start_answer(made, 0)
-        answer = on_a.start_event["assistant_message_id"]
-        on_b = Reader(made.urls[1], f"/api/messages/{answer}/stream")
-        on_b.start()
-        wait_until(lambda: on_b.deltas >= 3, what="B following the answer")
+        on_a, answer, on_b = followed_on_b(made, deltas=3)
         redis_server.restart()
         on_a.finish(), on_b.finish(timeout=40)
         expected = upstream.expected_text(80)
@@ -288,11 +295,7 @@ def test_a_rolling_restart_ends_the_stopped_replicas_answers(
 ) -> None:
     upstream.script = Script(tokens=400, rate=20)
     with cluster(tmp_path, upstream, pg, redis_server) as made:
-        on_a = start_answer(made, 0)
-        answer = on_a.start_event["assistant_message_id"]
-        on_b = Reader(made.urls[1], f"/api/messages/{answer}/stream")
-        on_b.start()
-        wait_until(lambda: on_b.deltas >= 2, what="B following the answer")
+        _, answer, on_b = followed_on_b(made, deltas=2)
         made.processes[0].terminate()  # SIGTERM: a rolling restart stops A while B serves
         made.processes[0].wait(20)
         on_b.finish()
