@@ -327,3 +327,70 @@ def test_reattached_tab_continues_the_partial_text(app: App, page) -> None:
     assert app.post("/api/finish", name="live", deltas=["."])["text"] == "Partial *answer*."
     sync_api.expect(live.locator(".parley-md")).to_have_text("Partial answer.")
     sync_api.expect(live).not_to_contain_class("parley-streaming")
+
+
+#: Texts whose plain-looking pieces could render as something else once lengthened (links, lists, headings,
+#: entities, rules, tables): the fast path (BlockRenderer.appendPlain) must show exactly what a parse would.
+FAST_PATH_TEXTS = [
+    "Plain words in a paragraph, with punctuation: commas, semicolons; questions? Yes! (parens) 'quotes' \"double\".",
+    "Visit foo.com now, read app.py, see www.example.org or mail a@b.co, then http://x.org/path and more words.",
+    "**bold** then text, *em* and `code` after, ~~strike~~ too, **unclosed bold and `open code go on",
+    "Number\n\n1. item one\n2. item two\n\n- dash item\n- another one\n\n1 is a number, 2. not\n\n1\n\n- \n\n3) three",
+    "Title\n-----\n\nPara\n=\n\nfoo\n- bar\n\nbaz\n---\n\n--- and - - -",
+    "# Head # more words\n\n## Sub ##\n\ntext after it\n\n#hashtag words",
+    "a &amp b &amp; c &#35; d &copy e, 5 < 6 > 4 and a\\*b\\_c",
+    "> quoted words here\n> more quoted words\n\nafter the quote\n\n> - a list in a quote with words",
+    "- a\n  - nested words here\n  - more nested\n- b with words\n\n  loose paragraph words",
+    "a | b\n--- | ---\nc | d words\n\nnot | a table",
+    "line one  \nline two with words\nline three\n\n    indented code words\n\nend",
+    "Café naïve 日本語 e\u0301 👍🏽 words and ünïcödé, then ok.",
+]
+
+
+def _word_pieces(text: str) -> list[str]:
+    """Pieces the way models stream them: a leading space and a word, newlines and punctuation on their own."""
+    import re
+
+    return [piece for piece in re.findall(r" ?[^\s.,:;!?]+|[.,:;!?]+|\s", text) if piece]
+
+
+def _char_pieces(text: str, seed: int) -> list[str]:
+    import random
+
+    rng, pieces, i = random.Random(seed), [], 0
+    while i < len(text):
+        size = rng.randint(1, 4)
+        pieces.append(text[i : i + size])
+        i += size
+    return pieces
+
+
+@pytest.mark.browser
+def test_words_shown_without_a_render_match_a_parse_after_every_piece(page) -> None:
+    cases = [_word_pieces(text) for text in FAST_PATH_TEXTS]
+    cases += [_char_pieces(text, seed) for seed in (1, 2) for text in FAST_PATH_TEXTS]
+    for pieces in cases:
+        assert "".join(pieces) in {*FAST_PATH_TEXTS}
+    result = page.evaluate(
+        """async (cases) => {
+            const { BlockRenderer } = await import("parley-block-renderer");
+            let fast = 0;
+            for (const pieces of cases) {
+                const streamed = document.createElement("div"), renderer = new BlockRenderer(() => {});
+                let text = "";
+                for (const piece of pieces) {
+                    if (renderer.appendPlain(text, piece)) fast++;
+                    else renderer.renderTail(streamed, text + piece);
+                    text += piece;
+                    const parsed = document.createElement("div");
+                    new BlockRenderer(() => {}).renderTail(parsed, text);
+                    if (streamed.innerHTML !== parsed.innerHTML)
+                        return { text, piece, streamed: streamed.innerHTML, parsed: parsed.innerHTML };
+                }
+            }
+            return { fast };
+        }""",
+        cases,
+    )
+    assert "text" not in result, f"after {result.get('piece')!r} of {result.get('text')!r}: {result}"
+    assert result["fast"] > 300, result  # most word pieces of prose take the fast path

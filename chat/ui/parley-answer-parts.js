@@ -161,15 +161,26 @@ export class AnswerParts {
 
   // -- events ------------------------------------------------------------------------------------------------------
 
-  /** Add the next piece of the answer's text (a text frame, or a text_delta event). */
+  /**
+   * Add the next piece of the answer's text (a text frame, or a text_delta event). While the answer is live and its
+   * last text is shown as rendered, words that only lengthen the last paragraph are shown at once, without a render
+   * (BlockRenderer.appendPlain). Returns true when the piece is shown; false when a render must show it.
+   */
   appendText(text) {
     let segment = this.segments[this.segments.length - 1];
     if (!segment || segment.kind !== "text") {
       segment = this.markdownSegment("text", el("div", "parley-md"));
       segment.body = segment.node;
     }
+    const shown = this.live && !segment.dirty && !segment.ended && segment.renderer.appendPlain(segment.buffer, text);
     segment.buffer += text;
-    segment.dirty = true;
+    if (!shown) segment.dirty = true;
+    return shown;
+  }
+
+  /** True when a render would change what is shown (a segment's text is not shown as rendered yet). */
+  get dirty() {
+    return this.segments.some((segment) => segment.dirty);
   }
 
   /** Apply one content event (a to_json object). Unknown kinds are ignored (a newer server). */

@@ -5,6 +5,10 @@
 // it is neither parsed nor rendered again, so the work per delta does not grow with the answer. When the answer
 // ends, one full render of the whole text replaces the streamed one (blocks whose HTML is unchanged keep their DOM
 // nodes), so the final page is exactly the render of the whole answer.
+//
+// Most deltas of prose are words that only lengthen the last paragraph: appendPlain() adds them to its last text node
+// without parsing anything, when what markdown-it would render for the longer text is exactly that (see PLAIN_DELTA
+// and appendPlain's conditions); any other delta goes through the parse above.
 // Everything in the text is untrusted (model output, user input).
 import MarkdownIt from "markdown-it";
 import hljs from "highlight";
@@ -13,6 +17,21 @@ import DOMPurify from "dompurify";
 const AUTO_DETECT_MAX_CHARS = 20000; // highlightAuto runs every grammar: only for final renders of moderate blocks
 const UNSAFE_URL = /^\s*(javascript|vbscript|file|data):/i;
 const HIGHLIGHT_CACHE_SIZE = 200; // finished code blocks are re-rendered every frame while the answer streams
+// A delta that cannot change how the text before it renders, nor be rendered as anything but its own characters,
+// when appended to a line of a paragraph: letters, digits, combining marks, spaces and punctuation that Markdown and
+// linkify give no meaning to mid-line, with "." and ":" only at its end (they start a link's domain or scheme when
+// letters follow: those come as the next delta, which the previous-character rule in appendPlain() sends to a parse).
+const PLAIN_DELTA = /^[\p{L}\p{N}\p{M} ,;'"?!()-]*[.:]*$/u;
+// What a word that a delta continues must not hold: it could grow into a link (domain, scheme, address, autolink), an
+// entity ("&amp" + ";") or an escape.
+const CONTINUED_WORD = /[.:@/&<>\\]/;
+// List, heading and quote markers at the start of a line (CommonMark: up to 3 spaces of indentation).
+const LINE_MARKERS = /^ {0,3}(?:(?:[-+*]|\d{1,9}[.)]) +|#{1,6} +|> ?)*/;
+// The elements whose last line can be lengthened, those a block's last line may be nested in, and the closed inline
+// elements it may end with.
+const LINE_CONTAINERS = new Set(["P", "LI", "H1", "H2", "H3", "H4", "H5", "H6"]);
+const NESTED = new Set(["P", "LI", "UL", "OL", "BLOCKQUOTE"]);
+const CLOSED_INLINE = new Set(["STRONG", "EM", "CODE", "S"]);
 const highlightCache = new Map();
 let autoDetect = false; // set around each (synchronous) render: no highlightAuto while streaming
 
@@ -85,6 +104,13 @@ function lineStart(text, line) {
   return index;
 }
 
+/** The last child of `node` if it is an element, not counting whitespace-only text after it; else null. */
+function lastElement(node) {
+  let child = node.lastChild;
+  while (child && child.nodeType === Node.TEXT_NODE && !child.data.trim()) child = child.previousSibling;
+  return child && child.nodeType === Node.ELEMENT_NODE ? child : null;
+}
+
 function sanitize(html) {
   const fragment = DOMPurify.sanitize(html, { RETURN_DOM_FRAGMENT: true });
   for (const link of fragment.querySelectorAll("a[href]")) {
@@ -129,6 +155,49 @@ export class BlockRenderer {
       this.frozenAt += lineStart(tail, blocks[blocks.length - 1].line);
       this.frozenBlocks = this.blocks.length - 1;
     }
+  }
+
+  /**
+   * While streaming, show `delta` appended to `text` (the whole text the container shows now) without parsing, when
+   * that is exactly what markdown-it renders for the longer text. The conditions:
+   * - `delta` is PLAIN_DELTA, and nothing but spaces is pending at the end of `text` (no newline: a new line may start
+   *   any block);
+   * - the last line of `text`, after any list, heading and quote markers, starts with a letter (so it cannot turn
+   *   into a list item, a heading underline, a rule, a table row or a code block as it grows);
+   * - a delta that continues a word (no space between) continues one that ends in a letter or digit and holds no
+   *   character that starts a link, an address, an entity or an escape (CONTINUED_WORD);
+   * - the last block is one paragraph, list item or heading whose last line ends in a text node, or in a closed
+   *   bold, italic, code or strikethrough element followed by a space (not a link: linkify might lengthen it).
+   * markdown-it drops a paragraph's trailing spaces, so they are added only once text follows them.
+   * Returns true when shown; false leaves the DOM as it was (the caller renders the tail).
+   */
+  appendPlain(text, delta) {
+    const last = this.blocks[this.blocks.length - 1];
+    if (!last || !PLAIN_DELTA.test(delta)) return false;
+    const before = text.trimEnd();
+    const pending = text.slice(before.length);
+    if (!before || /[^ ]/.test(pending)) return false;
+    const line = before.slice(before.lastIndexOf("\n") + 1).replace(LINE_MARKERS, "");
+    if (!/^\p{L}/u.test(line) || line.includes("#")) return false; // "# a #" + " b": a heading's closing #s
+    const joined = !pending && delta[0] !== " "; // the delta continues the last word
+    if (joined) {
+      const word = before.slice(before.lastIndexOf(" ") + 1);
+      if (!/[\p{L}\p{N}]$/u.test(before) || CONTINUED_WORD.test(word)) return false;
+    }
+    const elements = last.nodes.filter((node) => node.nodeType === Node.ELEMENT_NODE);
+    let node = elements.length === 1 ? elements[0] : null;
+    for (let inner = node && lastElement(node); inner && NESTED.has(inner.tagName); inner = lastElement(node))
+      node = inner;
+    if (!node || !LINE_CONTAINERS.has(node.tagName) || !node.lastChild) return false;
+    const added = (pending + delta).trimEnd();
+    const tail = node.lastChild;
+    if (tail.nodeType === Node.TEXT_NODE) {
+      if (added) tail.appendData(added);
+    } else if (tail.nodeType === Node.ELEMENT_NODE && CLOSED_INLINE.has(tail.tagName) && !joined) {
+      if (added) node.appendChild(document.createTextNode(added));
+    } else return false;
+    last.html = null; // its DOM is no longer its last render: the next render of the tail replaces it
+    return true;
   }
 
   /** Make this.blocks[from ..] show `blocks`, keeping the DOM of the leading ones whose HTML is unchanged. */

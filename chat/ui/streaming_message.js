@@ -27,6 +27,9 @@ const LABELS = {
   running_tools: "Running tools…",
 };
 
+const FRAME_MS = 16; // about one frame of a 60 Hz display
+const RENDER_SHARE = 0.25; // the most of the page's time renders may take while an answer streams
+
 /** True when the page is scrolled to (within 80 px of) its bottom. */
 function nearBottom() {
   return window.innerHeight + window.scrollY >= document.scrollingElement.scrollHeight - 80;
@@ -93,8 +96,12 @@ export default {
     this.received = 0; // the answer's position this tab has: where its stream resumes
     this.pending = null; // what to show before the parts exist: [events] or text
     this.connection = null; // an AnswerConnection while the answer is followed
-    this.frame = 0;
-    this.notBefore = 0;
+    this.frame = 0; // a requested animation frame (onFrame)
+    this.notBefore = 0; // no render before this time (performance.now() ms): the render budget
+    this.renderedAt = -Infinity; // when the last render ended
+    this.pinned = true; // the reader follows the answer (at the bottom of the page when it grows)
+    this.scrolledTo = 0; // window.scrollY at the last scroll event
+    this.onScroll = this.onScroll.bind(this);
     this.ready = false;
     this.gone = false;
     this.$watch(
@@ -111,6 +118,9 @@ export default {
   async mounted() {
     if (this.live) this.announce();
     this.$el.addEventListener("click", this.onClick);
+    this.pinned = nearBottom();
+    this.scrolledTo = window.scrollY;
+    window.addEventListener("scroll", this.onScroll, { passive: true });
     this.parts = new AnswerParts(this.$refs.content, {
       decorate: addCopyButtons,
       onDecide: (decision) => this.$emit("decide", decision),
@@ -134,6 +144,7 @@ export default {
     this.connection?.close();
     this.parts?.reset();
     this.$el.removeEventListener("click", this.onClick);
+    window.removeEventListener("scroll", this.onScroll);
   },
   methods: {
     /** Tell the page that this message started or stopped being live (send_button.js shows Stop meanwhile). */
@@ -169,10 +180,10 @@ export default {
       this.parts.invalidate();
       this.renderNow();
     },
-    /** Append one streamed text delta and render it (see scheduleRender). */
+    /** Append one streamed text delta and show it (see scheduleRender). */
     append(delta) {
       if (!this.live || !delta) return; // a delta that raced past the end is already in the final text
-      this.parts.appendText(delta);
+      this.parts.appendText(delta); // plain words are in the page now; anything else waits for a render
       this.buffer += delta;
       this.received += codePoints(delta);
       this.changed();
@@ -210,31 +221,48 @@ export default {
     decisionFailed(callId) {
       this.parts?.enableCard(callId);
     },
+    /**
+     * Show what changed: at once when no render ran in the last frame interval and the render budget allows it (so a
+     * first token or one after a pause is in the page without waiting), else at the next animation frame. Renders
+     * take at most a quarter of the time: after one that took `c` ms the next waits 3c ms (RENDER_SHARE). Words shown
+     * without a render (AnswerParts.appendText) only need the page to follow them, once per frame.
+     */
     scheduleRender() {
-      if (this.frame) return;
-      // Render at once: a render costs a parse of the last block only, and the page is painted at the next frame
-      // either way. Only when renders turn slow (a long last block, a busy machine) are they spaced out.
-      if (performance.now() >= this.notBefore) return this.renderNow();
-      this.frame = requestAnimationFrame(() => {
-        this.frame = 0;
-        if (performance.now() < this.notBefore)
-          this.scheduleRender(); // slow renders back off
-        else this.renderNow();
-      });
+      const now = performance.now();
+      if (this.parts.dirty && !this.frame && now - this.renderedAt >= FRAME_MS && now >= this.notBefore)
+        this.renderNow(false);
+      if (!this.frame) this.frame = requestAnimationFrame(() => this.onFrame());
     },
-    renderNow() {
-      if (this.frame) {
-        cancelAnimationFrame(this.frame);
-        this.frame = 0;
+    /** Once per animation frame while something changed: render if due, then follow the answer down. */
+    onFrame() {
+      this.frame = 0;
+      if (this.parts?.dirty) {
+        if (performance.now() >= this.notBefore) this.renderNow(false);
+        else this.frame = requestAnimationFrame(() => this.onFrame()); // the budget: render at a later frame
       }
+      this.keepInView();
+    },
+    /** Render what changed now (the final render included); `scroll`: also follow the answer down now. */
+    renderNow(scroll = true) {
       if (!this.ready || !this.parts) return; // mounted() renders once the styles are there
       const start = performance.now();
-      const pinned = this.live && nearBottom(); // follow the answer only if the reader is following it
       this.parts.render(this.live);
-      if (pinned) window.scrollTo({ top: document.scrollingElement.scrollHeight });
       const done = performance.now();
+      this.renderedAt = done;
       const cost = done - start;
-      this.notBefore = cost > 4 ? done + 2 * cost : 0; // slow renders: at most a third of the time
+      this.notBefore = cost > 2 ? done + (cost * (1 - RENDER_SHARE)) / RENDER_SHARE : 0;
+      if (scroll) this.keepInView();
+    },
+    /** Keep the newest text in view while the reader follows the answer (pinned: see onScroll). One layout a frame. */
+    keepInView() {
+      if (this.live && this.pinned) window.scrollTo({ top: document.scrollingElement.scrollHeight });
+    },
+    /** The reader scrolled: scrolling up away from the bottom stops following the answer, reaching it resumes. */
+    onScroll() {
+      const y = window.scrollY;
+      if (y < this.scrolledTo - 2) this.pinned = nearBottom();
+      else if (!this.pinned && nearBottom()) this.pinned = true;
+      this.scrolledTo = y;
     },
     /** Copy the whole Markdown of the message (its text) to the clipboard; resolves to true when it worked. */
     async copyAll() {
