@@ -267,8 +267,8 @@ export default {
     onFrame(now) {
       this.frame = 0;
       if (this.lastFrame) {
-        const late = now - this.lastFrame > 1.5 * FRAME_MS;
-        this.interval = late ? Math.min(UPDATE_MAX_MS, this.interval * 1.25) : Math.max(UPDATE_MS, this.interval * 0.9);
+        const late = now - this.lastFrame > 2 * FRAME_MS; // a frame was skipped: the page cannot keep up
+        this.interval = late ? Math.min(UPDATE_MAX_MS, this.interval * 1.25) : Math.max(UPDATE_MS, this.interval * 0.8);
       }
       const waiting = this.pendingText || this.parts?.dirty;
       if (waiting && this.due(performance.now())) this.update();
