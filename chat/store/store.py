@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -42,6 +43,39 @@ T = TypeVar("T", Conversation, Message, User, ApiToken)
 LAST_USED_RESOLUTION = 60.0
 #: A login session unused for this long has ended (the browser's cookie lasts 14 days after its last use too).
 SESSION_IDLE_LIMIT = timedelta(days=14)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageNode:
+    """The light part of a message: where it is in its conversation's tree and what a page needs to know about it
+    without its text (``Store.message_nodes``). About 100 bytes, however long the message.
+
+    Attributes:
+        id: the message's id.
+        parent_id: the message it follows (None: a first message).
+        selected: the shown one among its siblings.
+        role: who wrote it.
+        status: where it is in its life.
+        comparing: one of the answers of a side-by-side comparison not decided yet.
+        cost: US dollars, None when the price is unknown.
+        cost_estimated: the tokens of ``cost`` were counted by Parley.
+    """
+
+    id: int
+    parent_id: int | None
+    selected: bool
+    role: Role
+    status: Status
+    comparing: bool = False
+    cost: float | None = None
+    cost_estimated: bool = False
+
+    @classmethod
+    def of(cls, message: Message) -> MessageNode:
+        """The node of a stored ``message`` (its id set)."""
+        assert message.id is not None
+        return cls(message.id, message.parent_id, message.selected, message.role, message.status, message.comparing,
+                   message.cost, message.cost_estimated)  # fmt: skip
 
 
 class NotFound(Refusal, LookupError):
@@ -206,6 +240,42 @@ class Store:
             query = select(Message).where(Message.conversation_id == conversation_id).order_by(col(Message.id))
             return list(session.exec(query))
 
+    def message_nodes(self, conversation_id: int) -> list[MessageNode]:
+        """Every message of a conversation without its text or details (``MessageNode``), oldest first: enough for
+        ``selected_path``, sibling counts and the running cost. Reads no content: a 10,000-message conversation is
+        about 1 MB of nodes whatever its text."""
+        columns = (Message.id, Message.parent_id, Message.selected, Message.role, Message.status, Message.comparing,
+                   Message.cost, Message.cost_estimated)  # fmt: skip
+        query = select(*columns).where(Message.conversation_id == conversation_id).order_by(col(Message.id))
+        with self._session() as session:
+            return [MessageNode(*row) for row in session.exec(query)]
+
+    def messages_by_id(self, conversation_id: int, ids: Iterable[int]) -> dict[int, Message]:
+        """The messages ``ids`` of a conversation, whole (id -> message); ids that are not its messages (deleted
+        meanwhile, another conversation's) are left out."""
+        wanted = sorted(set(ids))
+        found: dict[int, Message] = {}
+        with self._session() as session:
+            for chunk in range(0, len(wanted), 500):  # a bounded IN list on every database
+                query = select(Message).where(
+                    Message.conversation_id == conversation_id, col(Message.id).in_(wanted[chunk : chunk + 500])
+                )
+                found.update((m.id, m) for m in session.exec(query) if m.id is not None)
+        return found
+
+    def message_labels(self, conversation_id: int, chars: int, ids: Iterable[int] | None = None) -> dict[int, str]:
+        """The first ``chars`` characters of messages of a conversation (id -> text): all of them, or those of ``ids``
+        (others left out); for lists that show each message's first words (the tree panel)."""
+        prefix = select(Message.id, func.substr(Message.content, 1, chars)).where(
+            Message.conversation_id == conversation_id
+        )
+        wanted = None if ids is None else sorted(set(ids))
+        queries = [prefix] if wanted is None else [
+            prefix.where(col(Message.id).in_(wanted[chunk : chunk + 500])) for chunk in range(0, len(wanted), 500)
+        ]  # fmt: skip
+        with self._session() as session:
+            return {key: text or "" for query in queries for key, text in session.exec(query)}
+
     def path(self, conversation_id: int) -> list[Message]:
         """The conversation as shown: the selected message at each step, oldest first."""
         return selected_path(self.messages(conversation_id))
@@ -295,7 +365,8 @@ class Store:
                 parent_id = None
             else:
                 conversation = _require(session, Conversation, conversation_id)
-                path = selected_path(session.exec(select(Message).where(Message.conversation_id == conversation_id)))
+                light = select(Message.id, Message.parent_id, Message.selected)  # the path's end, not its text
+                path = selected_path(session.exec(light.where(Message.conversation_id == conversation_id)))
                 parent_id = path[-1].id if path else None
                 if after is not None:
                     below = session.get(Message, after)
@@ -871,22 +942,36 @@ def _require(session: Session, table: type[T], key: int) -> T:
     return row
 
 
-def selected_path(messages: Iterable[Message]) -> list[Message]:
+class TreeNode(Protocol):
+    """What ``selected_path`` reads of a message: a ``Message``, a ``MessageNode``, or a row of these columns."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def parent_id(self) -> int | None: ...
+    @property
+    def selected(self) -> bool: ...
+
+
+N = TypeVar("N", bound=TreeNode)
+
+
+def selected_path(messages: Iterable[N]) -> list[N]:
     """Walk from the selected root through the selected child at each step.
 
     Args:
-        messages: every message of one conversation, in any order.
+        messages: every message of one conversation, in any order (``Message``s or ``MessageNode``s).
 
     Returns:
         The shown messages, oldest first. Where no sibling is marked selected, the newest is taken.
     """
-    children: dict[int | None, list[Message]] = defaultdict(list)
+    children: dict[int | None, list[N]] = defaultdict(list)
     for message in sorted(messages, key=lambda m: m.id or 0):
         children[message.parent_id].append(message)
-    path: list[Message] = []
+    path: list[N] = []
     parent: int | None = None
     while children.get(parent):
-        siblings: Sequence[Message] = children[parent]
+        siblings: Sequence[N] = children[parent]
         chosen = next((m for m in reversed(siblings) if m.selected), siblings[-1])
         path.append(chosen)
         parent = chosen.id

@@ -1,9 +1,17 @@
 """The conversation on the page: its shown messages and the composer.
 
-The view never adds a message by itself after an action: every change of its conversation (from this tab, another
-tab, or the engine) arrives as an engine ``Change`` and ``sync()`` makes the page match the stored path, rebuilding
-only from the first message that differs. It subscribes to its own conversation only, and reads the database in a
-thread, one sync at a time (changes that arrive meanwhile are served by one more sync).
+Every change of its conversation (from this tab, another tab, or the engine) arrives as an engine ``Change`` and
+``sync()`` makes the page match the stored path, rebuilding only from the first message that differs. It subscribes to
+its own conversation only, and reads the database in a thread, one sync at a time (changes that arrive meanwhile are
+served by one more sync). The one thing the view adds by itself is this page's own Send: the new question and its live
+answer are built from what ``Engine.send`` returned, before any read (the sync that follows finds them in place).
+
+A conversation may have 10,000 messages. The page holds the light part of each (``MessageNode``: the tree, statuses,
+costs, about 100 bytes each) and builds only a window of the shown path, ``BATCH`` messages at a time and at most
+``WINDOW``, reading just those messages whole. It opens at the newest; as the reader scrolls near the window's top or
+bottom (``MessageWindow`` in the browser), the next batch is built there and the farthest one removed, and the browser
+keeps the reader's place. "Show earlier messages" at the top and "Jump to newest" at the bottom do the same by
+keyboard. ``show_message`` rebuilds the window around any message (a link, a search hit).
 """
 
 from __future__ import annotations
@@ -19,22 +27,29 @@ from nicegui import background_tasks, ui
 from ..engine import LOCAL, Account, Change, Engine
 from ..store import Attachment, Conversation, Message, NotFound, Role, Status, Store, selected_path
 from ..store.attachments import attachments_of
+from ..store.store import MessageNode
 from .access import Guard, always_signed_in
 from .attachments_view import AttachmentTray
 from .compare_view import CompareChooser, ComparisonView, comparing_answers
 from .composer import Composer, draft_prefix
 from .local_time import LocalTime
 from .message_view import MessageView, format_cost
+from .message_window import MessageWindow
 from .notices import show_error
+from .search_palette import ConversationSearch
 from .shortcuts import Shortcuts
 from .streaming_message import StreamingMessage
-from .tree_panel import TreePanel
+from .tree_panel import LABEL_READ, TreePanel
 from .welcome import PresetChooser, StartPage, welcome
 
 log = logging.getLogger(__name__)
 
-#: Messages built when a conversation opens, and added by each "Show earlier messages".
-PAGE_SIZE = 40
+#: Messages of the shown path built at a time: when a conversation opens (its newest), and at either end of the window.
+BATCH = 40
+#: The older name of ``BATCH``: the messages built when a conversation opens and by each "Show earlier messages".
+PAGE_SIZE = BATCH
+#: Most messages of the shown path built at once; beyond it, those farthest from the reader are removed.
+WINDOW = 3 * BATCH
 
 
 class ChatView:
@@ -51,8 +66,8 @@ class ChatView:
         guard: checks that the page's login still holds before a Send or Regenerate (``access.session_guard``).
         start: what the start page says about the model (default: the engine's default model, generic examples).
         tree: the page's tree panel, told the messages after every sync.
-        focus: a message of the shown path to open the page at: built even when older than the newest
-            ``PAGE_SIZE``, scrolled to and highlighted.
+        focus: a message of the shown path to open the page at: the window is built around it, and it is scrolled
+            to and highlighted.
         list_models: async function returning the upstream's model ids, for the compare chooser (None: no chooser).
     """
 
@@ -81,15 +96,21 @@ class ChatView:
         self.on_created = on_created
         self._syncing = asyncio.Lock()
         self._stale = False  # a change arrived since the last sync started reading
+        #: the built messages: ``path[start : start + len(views)]`` (a comparison is one view, of its shown answer)
         self.views: list[MessageView | ComparisonView] = []
-        self.files: dict[int, list[Attachment]] = {}  # the shown conversation's user messages' files
+        self.nodes: list[MessageNode] = []  # every message of the conversation, light, as the last sync read them
+        self.path: list[MessageNode] = []  # the shown ones
+        self.siblings: dict[int | None, list[MessageNode]] = {}  # parent id -> its children, oldest first
+        self.at_end = True  # the window reaches the newest message (new ones are built as they come)
+        self._to_newest = False  # the next sync builds the window at the newest message
+        self._edits = 0  # views built outside a sync (the page's own Send): a sync that read before is stale
         self.sending = False  # a Send is being stored
         self.welcome: ui.column | None = None
         #: the settings of the conversation the first Send creates (the start page's preset; see ``send``)
         self.new_conversation_settings: Callable[[], dict[str, Any]] = dict
         self.start: int | None = None  # index in the shown path of the first message on the page
         self.cost_label: ui.label | None = None
-        with ui.column().classes("parley-chat") as self.column:
+        with ui.column().classes("parley-chat").mark("chat-column") as self.column:
             self.earlier = (
                 ui.button("Show earlier messages", icon="expand_less", on_click=self.show_earlier)
                 .props("flat no-caps")
@@ -97,6 +118,13 @@ class ChatView:
                 .mark("show-earlier")
             )
             self.earlier.visible = False
+            self.newest = (
+                ui.button("Jump to newest", icon="arrow_downward", on_click=self.show_newest)
+                .props("flat no-caps")
+                .classes("self-center")
+                .mark("jump-newest")
+            )
+            self.newest.visible = False
             if conversation is None:
 
                 async def tool_names() -> list[str]:
@@ -108,6 +136,10 @@ class ChatView:
                 with self.welcome:  # the components of a message load with the page, not after the first Enter
                     StreamingMessage().classes("hidden")
                     LocalTime(datetime.now(UTC)).classes("hidden")
+        self.window = MessageWindow(
+            self.column, on_earlier=self.show_earlier, on_later=self.show_later, on_newest=self.show_newest
+        ).mark("message-window")
+        self.search = ConversationSearch(store, lambda: self.conversation_id, self.show_message, account=account)
         self.chooser: CompareChooser | None = None
 
         def chooser() -> None:
@@ -136,8 +168,16 @@ class ChatView:
 
     def _update_composer(self) -> None:
         """Show Stop while this conversation answers (here, or on another replica), else Send."""
-        elsewhere = any(view.message.status == Status.streaming and self.engine.generating_elsewhere(view.message)
-                        for view in self.views[-1:])  # fmt: skip
+        newest: Message | MessageNode | None = self.path[-1] if self.path else None
+        if self.views and self.at_end:
+            newest = self.views[-1].message  # updated by the view when its answer ends
+        elsewhere = (
+            newest is not None
+            and newest.status == Status.streaming
+            and self.engine.generating_elsewhere(
+                newest  # type: ignore[arg-type]
+            )
+        )
         self.composer.set_busy(
             self.conversation_id is not None and (self.engine.busy(self.conversation_id) or elsewhere)
         )
@@ -159,7 +199,11 @@ class ChatView:
         try:
             if not await self.guard():  # logged out meanwhile: the tab goes to the login page
                 return
-            user, _ = await self._send_to(content)
+            files = tray.ids if tray is not None else []
+            existing = self.conversation_id is not None
+            user, answers = await self._send_to(content)
+            if existing and not files:  # at once, no read first: the answer's stream opens now (time to first token)
+                self._show_sent(user, answers)
         except Exception as error:
             show_error(error)
             return
@@ -178,10 +222,11 @@ class ChatView:
             assert self.conversation is not None
             self.on_created(user.conversation_id, self.conversation.title)
 
-    async def _send_to(self, content: str) -> tuple[Message, Message]:
+    async def _send_to(self, content: str) -> tuple[Message, list[Message]]:
         """Send ``content`` (with the tray's files; to the chooser's models side by side when two or more are
         chosen) here, or to a new conversation with ``new_conversation_settings()``: one with ``tools`` is created
-        first (so its first answer already has them), and deleted again when the send is refused."""
+        first (so its first answer already has them), and deleted again when the send is refused. Returns the stored
+        user message and its answers (one, or the comparison's)."""
         settings = self.new_conversation_settings() if self.conversation_id is None else {}
         files = self.composer.tray.ids if self.composer.tray is not None else []
         models = self.chooser.chosen if self.chooser is not None else []
@@ -196,9 +241,10 @@ class ChatView:
                     conversation_id, content, models, account=self.account, attachments=files,
                     temperature=settings.get("temperature"),
                 )  # fmt: skip
-                return user, answers[0]
-            return await self.engine.send(conversation_id, content, account=self.account, attachments=files,
-                                          **settings)  # fmt: skip
+                return user, answers
+            user, answer = await self.engine.send(conversation_id, content, account=self.account, attachments=files,
+                                                  **settings)  # fmt: skip
+            return user, [answer]
         except Exception:
             if created is not None:
                 await self.engine.delete_conversation(created, self.account)
@@ -218,6 +264,8 @@ class ChatView:
 
     async def regenerate_last(self) -> None:
         """Regenerate the last answer shown, at its own temperature (the Alt+R shortcut)."""
+        if not self.at_end:  # the newest answer is not built: show it first
+            await self.show_newest()
         last = next((view for view in reversed(self.views) if view.message.role == Role.assistant), None)
         if last is None:
             ui.notify("There is no answer to regenerate yet.", type="warning")
@@ -242,134 +290,285 @@ class ChatView:
             except NotFound:  # deleted here or in another tab: nothing left to show
                 ui.navigate.to("/")
 
-    def _read(self) -> tuple[Conversation, list[Message]]:
-        """In a thread: the conversation and all its messages (and the files of its user messages, kept in
-        ``files``)."""
+    def _read_nodes(self) -> tuple[Conversation, list[MessageNode]]:
+        """In a thread: the conversation and the light part of all its messages."""
         assert self.conversation_id is not None
         conversation = self.store.get_conversation(self.conversation_id, owner=self.account.owner)
-        messages = self.store.messages(self.conversation_id)
-        self.files = attachments_of(self.store, (m.id for m in messages if m.role == Role.user and m.id is not None))
-        return conversation, messages
+        return conversation, self.store.message_nodes(self.conversation_id)
+
+    def _read_rows(self, ids: list[int]) -> tuple[dict[int, Message], dict[int, list[Attachment]]]:
+        """In a thread: the messages ``ids`` whole, and the files of the user messages among them."""
+        assert self.conversation_id is not None
+        rows = self.store.messages_by_id(self.conversation_id, ids)
+        return rows, attachments_of(self.store, (key for key, m in rows.items() if m.role == Role.user))
+
+    def _read_texts(self, ids: list[int] | None) -> dict[int, str]:
+        """In a thread (the tree panel's): the first characters of the messages ``ids`` (None: of all)."""
+        assert self.conversation_id is not None
+        return self.store.message_labels(self.conversation_id, LABEL_READ, ids)
+
+    def _wanted(self, nodes: list[MessageNode]) -> list[int]:
+        """The ids of the messages that showing ``nodes`` builds: each, or every answer of its comparison."""
+        ids: list[int] = []
+        for node in nodes:
+            answers = comparing_answers(node, self.siblings.get(node.parent_id, []))  # type: ignore[arg-type]
+            ids += [answer.id for answer in answers] if answers is not None else [node.id]  # type: ignore[misc]
+        return ids
+
+    def _learn(self, nodes: list[MessageNode]) -> None:
+        """Take ``nodes`` (every message of the conversation) as the conversation now: its path and siblings."""
+        self.nodes = nodes
+        self.path = selected_path(nodes)
+        self.siblings = {}
+        for node in nodes:
+            self.siblings.setdefault(node.parent_id, []).append(node)
+
+    def _window_for(self, focus: int | None) -> tuple[int, int, int]:
+        """Where the window goes after a sync: ``(start, end, keep)``, the built views that stay being
+        ``views[:keep]`` (those that still show ``path[start:]`` as stored)."""
+        length = len(self.path)
+        if focus is not None and not (self.start is not None and self.start <= focus < self.start + len(self.views)):
+            start = max(0, min(focus - BATCH // 2, length - BATCH))  # around it
+            end = min(length, start + BATCH)
+        elif self.start is None or self._to_newest or self.start >= max(length, 1):
+            start, end = max(0, length - BATCH), length
+        else:
+            start = self.start
+            end = length if self.at_end else min(length, start + len(self.views))
+        keep = 0
+        if start == self.start:
+            while keep < min(len(self.views), end - start):
+                node = self.path[start + keep]
+                if not self.views[keep].shows(node, len(self.siblings[node.parent_id])):  # type: ignore[arg-type]
+                    break
+                keep += 1
+        return start, end, keep
 
     async def sync(self) -> None:
         """Make the page show the stored path: keep the views that match, rebuild from the first that differs.
 
-        Only the newest ``PAGE_SIZE`` messages are built when the page opens; "Show earlier messages" adds more.
+        The window stays where the reader has it (at the newest message when the page opens, following new ones while
+        it reaches them; around ``focus`` when one is set). Reads the light part of every message, and whole only the
+        messages it builds.
 
         Raises:
             NotFound: the conversation is gone (or not the page's account's).
         """
         self._stale = True
         async with self._syncing:
-            if not self._stale or self.column.is_deleted:  # a sync that started after this call has served it
-                return
-            self._stale = False
-            self.conversation, messages = await asyncio.to_thread(self._read)
-            if self.column.is_deleted:
-                return
-            path = selected_path(messages)
-            if self.tree is not None:
-                self.tree.show(messages, path)
-            focus = next((index for index, m in enumerate(path) if m.id == self.focus), None)
-            if self.start is None:
-                self.start = max(0, len(path) - PAGE_SIZE)
-                if focus is not None:
-                    self.start = min(self.start, focus)
-            self.start = min(self.start, len(path))
-            shown = path[self.start :]
-            siblings: dict[int | None, int] = {}
-            for message in messages:
-                siblings[message.parent_id] = siblings.get(message.parent_id, 0) + 1
-            keep = 0
-            while keep < min(len(self.views), len(shown)) and self.views[keep].shows(
-                shown[keep], siblings[shown[keep].parent_id]
-            ):
-                keep += 1
-            for view in self.views[keep:]:
-                view.detach()
-                view.delete()
-            self.views = self.views[:keep]
-            if len(shown) > keep and focus is None:
-                self.scroll_to_bottom()
-            self.views += self._build_views(shown[keep:], messages)
-            if focus is not None:
-                self.focus = None
-                self.reveal(self.views[focus - self.start])
-            self._update_earlier()
-            self._update_composer()
-            self._show_cost(messages)
+            while self._stale and not self.column.is_deleted:  # a sync that started after this call has served it
+                self._stale = False
+                edits = self._edits
+                conversation, nodes = await asyncio.to_thread(self._read_nodes)
+                if self.column.is_deleted or edits != self._edits:  # read before this page's own Send was shown
+                    self._stale = self._stale or edits != self._edits
+                    continue
+                self.conversation = conversation
+                self._learn(nodes)
+                focus = next((index for index, node in enumerate(self.path) if node.id == self.focus), None)
+                start, end, keep = self._window_for(focus)
+                fresh = self.path[start + keep : end]
+                rows, files = await asyncio.to_thread(self._read_rows, self._wanted(fresh)) if fresh else ({}, {})
+                if self.column.is_deleted:
+                    return
+                if edits != self._edits or any(key not in rows for key in self._wanted(fresh)):
+                    self._stale = True  # changed meanwhile (a Send shown, a message deleted): read again
+                    continue
+                self._show_window(start, end, keep, rows, files, focus)
 
-    def _show_cost(self, messages: list[Message]) -> None:
+    def _show_window(
+        self,
+        start: int,
+        end: int,
+        keep: int,
+        rows: dict[int, Message],
+        files: dict[int, list[Attachment]],
+        focus: int | None,
+    ) -> None:
+        """Make the views ``path[start:end]``, keeping ``views[:keep]`` and building the rest from ``rows``."""
+        for view in self.views[keep:]:
+            view.detach()
+            view.delete()
+        self.views = self.views[:keep]
+        self._to_newest = False
+        self.start, self.at_end = start, end == len(self.path)
+        fresh = self.path[start + keep : end]
+        if self.tree is not None:
+            self.tree.show(self.nodes, self.path, self._read_texts)
+        if fresh and focus is None and self.at_end:
+            self.scroll_to_bottom()
+        self.views += self._build_views(fresh, rows, files)
+        self._trim(at_top=True)
+        if focus is not None:
+            self.focus = None
+            if self.start <= focus < self.start + len(self.views):
+                self.reveal(self.views[focus - self.start])  # type: ignore[arg-type]
+        self._show_cost()
+        self._edges()
+        self._update_composer()
+
+    def _show_sent(self, user: Message, answers: list[Message]) -> None:
+        """This page's own Send was stored: show the question and its live answer now (the sync that the change
+        brings finds them in place). Left to that sync when the page does not show the newest message."""
+        if self.start is None or not self.at_end or self.conversation is None:
+            self._to_newest = True  # the sync shows the newest messages, this one among them
+            return
+        if user.parent_id != (self.path[-1].id if self.path else None):
+            return  # the page is behind the database: the sync shows it
+        self._edits += 1
+        asked, given = MessageNode.of(user), [MessageNode.of(answer) for answer in answers]
+        self.nodes += [asked, *given]
+        self.siblings[user.parent_id] = [*self.siblings.get(user.parent_id, []), asked]
+        self.siblings[asked.id] = given
+        shown = next((node for node in given if node.selected), given[0])
+        self.path += [asked, shown]
+        rows = {message.id: message for message in [user, *answers] if message.id is not None}
+        self.scroll_to_bottom()
+        self.views += self._build_views([asked, shown], rows, {})
+        self._trim(at_top=True)
+        self._edges()
+        self._update_composer()
+
+    def _show_cost(self) -> None:
         """The conversation's running cost (every answer and variant with a price) under its last message."""
-        priced = [m for m in messages if m.cost is not None]
+        priced = [node for node in self.nodes if node.cost is not None]
         if not priced:
             return
         text = "This conversation: " + format_cost(
-            sum(m.cost or 0.0 for m in priced), estimated=any(m.cost_estimated for m in priced)
+            sum(node.cost or 0.0 for node in priced), estimated=any(node.cost_estimated for node in priced)
         )
         if self.cost_label is None or self.cost_label.is_deleted:
             with self.column:
                 self.cost_label = ui.label(text).classes("text-xs parley-muted self-center").mark("conversation-cost")
         else:
             self.cost_label.set_text(text)
-        self.cost_label.move(self.column)  # after the newest message
 
     async def show_earlier(self) -> None:
-        """Add the ``PAGE_SIZE`` messages before the first one shown, above it."""
-        assert self.conversation_id is not None and self.start is not None
+        """Build the ``BATCH`` messages before the first one built, above it (removing the farthest below when the
+        window is full). The "Show earlier messages" button, and the browser when the reader nears the top."""
         async with self._syncing:
-            self.conversation, messages = await asyncio.to_thread(self._read)
-            path = selected_path(messages)
-            first = self.views[0].message_id if self.views else None
-            end = next((i for i, m in enumerate(path) if m.id == first), len(path))
-            self.start = max(0, end - PAGE_SIZE)
-            views = self._build_views(path[self.start : end], messages)
+            if self.start:
+                start, end = max(0, self.start - BATCH), self.start
+                await self._add(self.path[start:end], above=True)
+            self._edges()
+
+    async def show_later(self) -> None:
+        """Build the ``BATCH`` messages after the last one built, below it (removing the farthest above when the
+        window is full). The browser asks when the reader nears the bottom of a window that is not at the newest."""
+        async with self._syncing:
+            if self.start is not None and not self.at_end:
+                begin = self.start + len(self.views)
+                await self._add(self.path[begin : begin + BATCH], above=False)
+            self._edges()
+
+    async def _add(self, nodes: list[MessageNode], *, above: bool) -> None:
+        """Read and build ``nodes`` (a batch next to the window) above or below the built views."""
+        rows, files = await asyncio.to_thread(self._read_rows, self._wanted(nodes))
+        if self.column.is_deleted or not nodes or any(key not in rows for key in self._wanted(nodes)):
+            return  # deleted meanwhile: the change's sync follows
+        assert self.start is not None
+        views = self._build_views(nodes, rows, files)
+        if above:
             for index, view in enumerate(views):
                 view.move(self.column, target_index=index + 1)  # after the "Show earlier messages" button
             self.views = views + self.views
-            self._update_earlier()
+            self.start -= len(views)
+        else:
+            self.views += views
+            self.at_end = self.start + len(self.views) >= len(self.path)
+        self._trim(at_top=not above)
 
-    def _build_views(self, path: list[Message], messages: list[Message]) -> list[MessageView]:
-        siblings: dict[int | None, list[Message]] = {}
-        for message in messages:
-            siblings.setdefault(message.parent_id, []).append(message)
+    def _trim(self, *, at_top: bool) -> None:
+        """Remove views beyond ``WINDOW``, the oldest (``at_top``) or the newest."""
+        excess = len(self.views) - WINDOW
+        if excess <= 0:
+            return
+        assert self.start is not None
+        gone = self.views[:excess] if at_top else self.views[-excess:]
+        for view in gone:
+            view.detach()
+            view.delete()
+        if at_top:
+            self.views, self.start = self.views[excess:], self.start + excess
+        else:
+            self.views, self.at_end = self.views[:-excess], False
+
+    async def show_newest(self) -> None:
+        """Build the window at the newest message and scroll there ("Jump to newest", the scroll-to-bottom button
+        while the newest are not built)."""
+        if self.at_end:
+            self.scroll_to_bottom()
+            return
+        self._to_newest = True
+        await self.sync()
+
+    async def show_message(self, message_id: int) -> None:
+        """Show ``message_id`` (a search hit): its branch selected, the window built around it, the message scrolled
+        into view and highlighted. A message that is not the conversation's (deleted meanwhile) shows a notice."""
+        try:
+            message = await self.engine.show_message(message_id, self.account)
+        except Exception as error:
+            show_error(error)
+            return
+        if message.conversation_id != self.conversation_id:
+            return
+        self.focus = message_id
+        with self.column:
+            await self.sync()
+
+    def _build_views(
+        self, nodes: list[MessageNode], rows: dict[int, Message], files: dict[int, list[Attachment]]
+    ) -> list[MessageView | ComparisonView]:
+        """Build the views of ``nodes`` (of the shown path) at the end of the column, from their ``rows``, and put
+        the bottom elements back after them."""
         assert self.conversation is not None
         temperature = self.conversation.temperature
-        views = []
+        views: list[MessageView | ComparisonView] = []
 
         def build(message: Message, column: bool = False) -> MessageView:
             return MessageView(
                 message,
                 self.engine,
-                siblings[message.parent_id],
+                self.siblings[message.parent_id],
                 default_temperature=temperature,
                 account=self.account,
                 guard=self.guard,
                 on_error=show_error,
                 on_finished=self._update_composer,
-                attachments=self.files.get(message.id or 0, ()),
+                attachments=files.get(message.id or 0, ()),
                 column=column,
             )
 
         with self.column:
-            for message in path:
-                answers = comparing_answers(message, siblings[message.parent_id])
+            for node in nodes:
+                answers = comparing_answers(node, self.siblings[node.parent_id])  # type: ignore[arg-type]
                 if answers is not None:
-                    views.append(ComparisonView(answers, lambda answer: build(answer, column=True)))  # type: ignore[arg-type]
+                    whole = [rows[answer.id] for answer in answers]  # type: ignore[index]
+                    views.append(ComparisonView(whole, lambda answer: build(answer, column=True)))  # type: ignore[arg-type]
                 else:
-                    views.append(build(message))
+                    views.append(build(rows[node.id]))
         return views
 
-    def _update_earlier(self) -> None:
-        earlier = bool(self.start)
+    def _edges(self) -> None:
+        """Show "Show earlier messages" and "Jump to newest" where there is more, keep the bottom elements after the
+        newest built message, and tell the browser."""
+        earlier, later = bool(self.start), not self.at_end
         if self.earlier.visible != earlier:
             self.earlier.set_visibility(earlier)
+        if self.newest.visible != later:
+            self.newest.set_visibility(later)
+        self.newest.move(self.column)
+        if self.cost_label is not None and not self.cost_label.is_deleted:
+            self.cost_label.move(self.column)
+        self.window.set_edges(has_earlier=earlier, has_later=later)
 
-    def reveal(self, view: MessageView) -> None:
-        """Scroll ``view``'s message into the middle of the window and highlight it for a moment."""
+    def reveal(self, view: MessageView | ComparisonView) -> None:
+        """Scroll ``view``'s message into the middle of the window and highlight it for a moment (again when it was
+        highlighted before)."""
         view.classes("parley-highlight")
         self.column.client.run_javascript(
-            f"setTimeout(() => document.getElementById('c{view.id}')?.scrollIntoView({{block: 'center'}}), 200)"
+            f"setTimeout(() => {{ const e = document.getElementById('c{view.id}'); if (!e) return; "
+            "e.scrollIntoView({block: 'center'}); e.getAnimations().forEach((a) => { a.currentTime = 0; }); }, 200)"
         )
 
     def scroll_to_bottom(self) -> None:

@@ -20,6 +20,7 @@ from nicegui.events import GenericEventArguments
 from ..api.stream import stream_path
 from ..engine import LOCAL, Account, Engine
 from ..store import Attachment, Message, Role, Status
+from ..store.store import MessageNode
 from .access import Guard, always_signed_in
 from .attachments_view import message_files
 from .confirm import confirm
@@ -100,7 +101,8 @@ class MessageView(ui.column):
     Args:
         message: the stored message.
         engine: to attach to a live answer and to regenerate, retry and switch variants.
-        variants: the message and its siblings, oldest first (for ‹ i/n › navigation).
+        variants: the message and its siblings, oldest first (for ‹ i/n › navigation: only their ids are read, so
+            ``MessageNode``s do).
         default_temperature: the conversation's temperature (the Regenerate slider's start when the answer has none).
         on_error: shows a failure of an action to the user.
         on_finished: called when a live answer shown here ends.
@@ -115,7 +117,7 @@ class MessageView(ui.column):
         self,
         message: Message,
         engine: Engine,
-        variants: list[Message],
+        variants: Sequence[Message | MessageNode],
         *,
         default_temperature: float,
         on_error: Callable[[Exception], None],
@@ -134,7 +136,7 @@ class MessageView(ui.column):
         self.engine = engine
         self.account = account
         self.guard = guard
-        self.variants = variants
+        self.variants = list(variants)
         self.default_temperature = default_temperature
         self.on_error = on_error
         self.on_finished = on_finished
@@ -257,7 +259,7 @@ class MessageView(ui.column):
             self._waiter = background_tasks.create(self._wait_for_end(), name="message-view-wait")
             self.client.on_delete(self.detach)
 
-    def shows(self, message: Message, siblings: int) -> bool:
+    def shows(self, message: Message | MessageNode, siblings: int) -> bool:
         """True when this view already shows ``message`` as stored (same id, same status, as many siblings)."""
         return (
             self.message_id == message.id and self.message.status == message.status and len(self.variants) == siblings

@@ -182,10 +182,16 @@ async def layout(
             .props('flat round title="Conversation tree" aria-label="Conversation tree"')
             .mark("tree-toggle")
         )
+        find_button = (
+            ui.button(icon="manage_search", on_click=lambda: chat.search.open())
+            .props('flat round title="Search in this conversation" aria-label="Search in this conversation"')
+            .mark("conversation-search")
+        )
         if conversation_id is None:  # shown by parley.css once the first message is on the page: nothing to send
             settings_button.classes("parley-after-first-message")
             tree_button.classes("parley-after-first-message")
             share_button.classes("parley-after-first-message")
+            find_button.classes("parley-after-first-message")
         shortcut = next(s.keys[0] for s in SHORTCUTS if s.action == "help")
         ui.button(icon="keyboard", on_click=show_shortcuts).props(
             f'flat round aria-label="Keyboard shortcuts" title="Keyboard shortcuts ({shortcut})"'
