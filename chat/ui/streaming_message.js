@@ -28,7 +28,7 @@ const LABELS = {
 };
 
 const FRAME_MS = 16.7; // one frame of a 60 Hz display
-const UPDATE_MS = 16; // the shortest time between two updates of a streaming answer (one a frame at 60 Hz)
+const UPDATE_MS = 33; // the shortest time between two updates of a streaming answer (30 a second)
 const UPDATE_MAX_MS = 200; // the longest, when the page is busy
 const RENDER_SHARE = 0.25; // the most of the page's time renders may take while an answer streams
 
@@ -102,6 +102,7 @@ export default {
     this.notBefore = 0; // no render before this time (performance.now() ms): the render budget
     this.renderedAt = -Infinity; // when the last update ended
     this.grew = false; // the page changed since it was last followed down (keepInView)
+    this.pendingText = ""; // streamed text not handed to the parts yet (at most one update interval's)
     this.interval = UPDATE_MS; // ms between two updates of the page: adapts to how long frames take (onFrame)
     this.lastFrame = 0; // when the previous animation frame ran (performance.now() ms), 0: none in a row
     this.pinned = true; // the reader follows the answer (at the bottom of the page when it grows)
@@ -180,6 +181,7 @@ export default {
     },
     /** The answer is over: one full render of every text segment replaces the streamed one. */
     end() {
+      this.flushText();
       this.live = false;
       this.connection.close();
       this.parts.end();
@@ -189,7 +191,7 @@ export default {
     /** Append one streamed text delta and show it (see scheduleRender). */
     append(delta) {
       if (!this.live || !delta) return; // a delta that raced past the end is already in the final text
-      if (this.parts.appendText(delta)) this.grew = true; // plain words are in the page now; the rest waits for a render
+      this.pendingText += delta; // shown at the next update (scheduleRender)
       this.buffer += delta;
       this.received += codePoints(delta);
       this.changed();
@@ -197,6 +199,7 @@ export default {
     /** Apply one streamed content event that is not text ({event} frames); its seq is the position after it. */
     applyEvent(event) {
       if (!this.live || typeof event.seq !== "number" || event.seq <= this.received) return; // already shown
+      this.flushText(); // the text before the event comes first
       this.parts.apply(event);
       if (event.kind === "text_delta") this.buffer += event.text;
       this.received = event.seq;
@@ -211,6 +214,7 @@ export default {
     /** Show the props' content from scratch (the stored events, else the text). */
     replace(render = true) {
       if (!this.parts) return;
+      this.pendingText = ""; // the props' content supersedes it
       if (this.events && this.events.length) {
         this.parts.load(this.events, this.live);
         this.received = lastSeq(this.events);
@@ -227,23 +231,36 @@ export default {
     decisionFailed(callId) {
       this.parts?.enableCard(callId);
     },
+    /** Hand the streamed text that waits to the parts (plain words are shown at once; the rest marks a render). */
+    flushText() {
+      if (!this.pendingText) return;
+      const text = this.pendingText;
+      this.pendingText = "";
+      this.parts.appendText(text);
+    },
     /**
-     * Render what a change needs at most once per update interval: at once when the last render is older than that
-     * and the render budget allows (a first token, or one after a pause, is in the page without waiting), else at the
-     * first animation frame when it is due. Renders take at most RENDER_SHARE of the time: after one that took c ms
-     * the next waits c × (1 − share) / share ms. Plain words need no render (AnswerParts.appendText): the browser
-     * lays them out with the next frame, however many came since the last one.
+     * Show what changed at most once per update interval: at once when the last update is older than that and the
+     * render budget allows (a first token, or one after a pause, is in the page without waiting), else at the first
+     * animation frame when it is due. Renders take at most RENDER_SHARE of the time: after one that took c ms the
+     * next waits c × (1 − share) / share ms.
      */
     scheduleRender() {
-      if (!this.frame && this.parts?.dirty && this.due(performance.now())) this.renderNow(false);
-      if (!this.frame && (this.parts?.dirty || this.grew)) this.frame = requestAnimationFrame(this.onFrame);
+      if (!this.frame && this.due(performance.now())) this.update();
+      if (!this.frame && (this.pendingText || this.parts?.dirty || this.live)) this.frame = requestAnimationFrame(this.onFrame);
     },
     /** True when an update may run at `now` (ms). */
     due(now) {
       return now - this.renderedAt >= this.interval && now >= this.notBefore;
     },
+    /** Show the waiting text and render what it needs. */
+    update() {
+      this.grew = true; // the page may be longer: follow it down at the next frame
+      this.flushText();
+      if (this.parts?.dirty) this.renderNow(false);
+      else this.renderedAt = performance.now();
+    },
     /**
-     * An animation frame while the answer changes: render when due, follow the answer down (one layout a frame).
+     * An animation frame while the answer changes: update when due, follow the answer down (one layout a frame).
      * Frames that come late (the page is busy: other tabs, a slow machine) lengthen the update interval, up to
      * UPDATE_MAX_MS; frames on time shorten it back to UPDATE_MS.
      */
@@ -253,9 +270,10 @@ export default {
         const late = now - this.lastFrame > 2 * FRAME_MS; // a frame was skipped: the page cannot keep up
         this.interval = late ? Math.min(UPDATE_MAX_MS, this.interval * 1.25) : Math.max(UPDATE_MS, this.interval * 0.8);
       }
-      if (this.parts?.dirty && this.due(performance.now())) this.renderNow(false);
+      const waiting = this.pendingText || this.parts?.dirty;
+      if (waiting && this.due(performance.now())) this.update();
       this.keepInView();
-      if (this.parts?.dirty) {
+      if (this.pendingText || this.parts?.dirty) {
         this.lastFrame = now;
         this.frame = requestAnimationFrame(this.onFrame);
       } else this.lastFrame = 0;
