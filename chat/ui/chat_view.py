@@ -32,6 +32,7 @@ from .access import Guard, always_signed_in
 from .attachments_view import AttachmentTray
 from .compare_view import CompareChooser, ComparisonView, comparing_answers
 from .composer import Composer, draft_prefix
+from .copy_message import CopyMessage
 from .local_time import LocalTime
 from .message_view import MessageView, format_cost
 from .message_window import MessageWindow
@@ -133,9 +134,10 @@ class ChatView:
                 presets = PresetChooser(store, account, tool_names)
                 self.new_conversation_settings = presets.settings
                 self.welcome = welcome(start or StartPage(lambda: engine.default_model), self.send_example, presets)
-                with self.welcome:  # the components of a message load with the page, not after the first Enter
-                    StreamingMessage().classes("hidden")
+                with self.welcome:  # the components of an exchange load with the page, not after the first Enter
+                    CopyMessage(StreamingMessage().classes("hidden")).classes("hidden")  # (it waited for them)
                     LocalTime(datetime.now(UTC)).classes("hidden")
+                    ui.link().classes("hidden")  # the drawer's row of the new conversation
         self.window = MessageWindow(
             self.column, on_earlier=self.show_earlier, on_later=self.show_later, on_newest=self.show_newest
         ).mark("message-window")
@@ -218,6 +220,12 @@ class ChatView:
                 self.welcome = None
             self._attach(user.conversation_id)
             ui.navigate.history.replace(f"/c/{user.conversation_id}")  # no reload: the answer streams here
+            if not files:  # shown at once, as in a conversation that exists: the sync below finds it in place
+                self.conversation = await asyncio.to_thread(
+                    self.store.get_conversation, user.conversation_id, owner=self.account.owner
+                )
+                self.start, self.at_end = 0, True
+                self._show_sent(user, answers, new=True)
             await self.sync()
             assert self.conversation is not None
             self.on_created(user.conversation_id, self.conversation.title)
@@ -407,10 +415,11 @@ class ChatView:
         self._edges()
         self._update_composer()
 
-    def _show_sent(self, user: Message, answers: list[Message]) -> None:
+    def _show_sent(self, user: Message, answers: list[Message], *, new: bool = False) -> None:
         """This page's own Send was stored: show the question and its live answer now (the sync that the change
-        brings finds them in place). Left to that sync when the page does not show the newest message."""
-        if self.start is None or not self.at_end or self.conversation is None:
+        brings finds them in place). Left to that sync when the page does not show the newest message. ``new``: the
+        Send created the conversation (nothing was read of it yet)."""
+        if self.start is None or not self.at_end or (self.conversation is None and not new):
             self._to_newest = True  # the sync shows the newest messages, this one among them
             return
         if user.parent_id != (self.path[-1].id if self.path else None):

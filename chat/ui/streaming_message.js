@@ -32,6 +32,8 @@ const UPDATE_MS = 33; // the shortest time between two updates of a streaming an
 const UPDATE_MAX_MS = 200; // the longest, when the page is busy
 const RENDER_SHARE = 0.25; // the most of the page's time renders may take while an answer streams
 
+const loadedStyles = new Set(); // the STYLESHEETS this page has loaded
+
 /** True when the page is scrolled to (within 80 px of) its bottom. */
 function nearBottom() {
   return window.innerHeight + window.scrollY >= document.scrollingElement.scrollHeight - 80;
@@ -125,20 +127,26 @@ export default {
   async mounted() {
     if (this.live) this.announce();
     this.$el.addEventListener("click", this.onClick);
-    this.pinned = nearBottom();
-    this.scrolledTo = window.scrollY;
+    this.scrolledTo = window.scrollY; // pinned stays true: reading the layout here would force one mid-update
     window.addEventListener("scroll", this.onScroll, { passive: true });
     this.parts = new AnswerParts(this.$refs.content, {
       decorate: addCopyButtons,
       onDecide: (decision) => this.$emit("decide", decision),
     });
     this.replace(false);
-    await this.$nextTick(); // wait for window.path_prefix to be set
-    this.follow(); // the stream's first frames may arrive while the styles load: they go to the parts' buffers
+    // the stream's first frames may arrive while the styles load: they go to the parts' buffers
+    if (window.path_prefix === undefined) await this.$nextTick(); // the page's first render sets it
+    this.follow();
+    if (this.resourcePath && STYLESHEETS.every((name) => loadedStyles.has(name))) {
+      this.ready = true; // another message loaded them: show the text now, not after a round of promises
+      this.renderNow();
+      return;
+    }
     if (this.resourcePath) {
       const base = window.path_prefix + this.resourcePath;
-      await Promise.all(STYLESHEETS.map((name) => loadResource(`${base}/${name}`))).catch((error) =>
-        console.warn("could not load message styles", error),
+      await Promise.all(STYLESHEETS.map((name) => loadResource(`${base}/${name}`))).then(
+        () => STYLESHEETS.forEach((name) => loadedStyles.add(name)),
+        (error) => console.warn("could not load message styles", error),
       );
     }
     this.ready = true;
