@@ -109,15 +109,12 @@ class ConversationList:
     def _place(self, conversation_id: int) -> None:
         """Move a row of the main list to the top of its group: the pinned ones, or (just below them) the others."""
         row = self.rows[conversation_id]
-        pinned_above = sum(1 for child in self.list.default_slot.children
-                           if child is not row and self._id_of(child) in self.pinned)  # fmt: skip
+        pinned_rows = {id(self.rows[key]) for key in self.pinned if key in self.rows and key != conversation_id}
+        pinned_above = sum(1 for child in self.list.default_slot.children if id(child) in pinned_rows)  # O(rows)
         index = 0 if conversation_id in self.pinned else pinned_above
         children = self.list.default_slot.children
         if row.parent_slot is not self.list.default_slot or children.index(row) != index:
             row.move(self.list, target_index=index)
-
-    def _id_of(self, element: object) -> int | None:
-        return next((key for key, row in self.rows.items() if row is element), None)
 
     async def _reread(self, conversation_id: int) -> None:
         """Read one conversation again (pinned? archived? still there?) and put its row where it belongs now."""
