@@ -34,13 +34,23 @@ class MessageWindow(Element, component="message_window.js"):
         self._props["hasEarlier"] = False
         self._props["hasLater"] = False
         self._props["version"] = 0
-        self.on("earlier", on_earlier)
-        self.on("later", on_later)
-        self.on("newest", on_newest)
+        self._asked = False  # the browser asked for a batch and waits for the answer (set_edges)
+        for name, handler in (("earlier", on_earlier), ("later", on_later), ("newest", on_newest)):
+            self.on(name, self._asking(handler))
+
+    def _asking(self, handler: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        async def asked() -> None:
+            self._asked = True
+            await handler()
+
+        return asked
 
     def set_edges(self, *, has_earlier: bool, has_later: bool) -> None:
         """Say whether messages exist before and after the built ones; also tells the browser that the last request
         was served (it may ask again)."""
+        if (self._props["hasEarlier"], self._props["hasLater"]) == (has_earlier, has_later) and not self._asked:
+            return  # nothing new for the browser (a sync of a streaming answer's end, a send): no update to send
+        self._asked = False
         self._props["hasEarlier"] = has_earlier
         self._props["hasLater"] = has_later
         self._props["version"] += 1
