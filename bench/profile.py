@@ -77,12 +77,27 @@ GROUPS = [
 ]
 
 
+#: Native frames a thread waits in (py-spy ``--native`` counts a waiting thread's samples too): samples ending in one
+#: of these are idle, not CPU.
+WAITS = ("epoll_wait", "epoll_pwait", "pthread_cond_wait", "pthread_cond_timedwait", "PyThread_acquire_lock_timed",
+         "futex", "poll (", "select (", "__GI___poll", "sem_wait", "sem_timedwait")  # fmt: skip
+
+
+def waiting(frames: list[str]) -> bool:
+    """True when a ``--native`` stack is a thread waiting (its innermost named frames are a wait), or a libc frame
+    py-spy could not name right under one (the wait's own code)."""
+    named = [frame for frame in frames if not frame.startswith("0x")]
+    return any(wait in frame for frame in named[-3:] for wait in WAITS)
+
+
 def group_of(frames: list[str]) -> str:
     """The group of one stack (root first, py-spy's ``function (path:line)`` frames with paths relative to
     ``sys.path``): the innermost frame in a known package (the engine calling the SDK is the SDK's time); a stack that
     ends in the loop's own ``run`` is the event loop's native code (uvloop: polling, socket writes, callbacks)."""
     if frames and frames[-1].startswith("Runner.run "):
         return "event loop, native (uvloop: I/O, callbacks)"
+    if not any(path in frame for frame in frames for _, path in GROUPS) and any(".c:" in f for f in frames):
+        return "event loop, native (uvloop: I/O, callbacks)"  # --native: C frames under the loop, no package
     for frame in reversed(frames):  # from the leaf: the innermost known package spends the time
         for name, path in GROUPS:
             if path in frame:
@@ -101,7 +116,9 @@ def read_collapsed(path: Path) -> list[tuple[list[str], int]]:
 
 
 def server_tables(stacks: list[tuple[list[str], int]], cpu_ms: float, tokens: int, top: int) -> dict[str, Any]:
-    """Self time per function and time per group, as shares and CPU ms per 1,000 tokens."""
+    """Self time per function and time per group, as shares and CPU ms per 1,000 tokens (samples of waiting threads
+    left out: ``waiting``)."""
+    stacks = [(frames, count) for frames, count in stacks if not waiting(frames)]
     total = sum(count for _, count in stacks) or 1
     selfs: Counter[str] = Counter()
     groups: Counter[str] = Counter()
@@ -135,8 +152,9 @@ def browser_table(profile: dict[str, Any], tokens: int, top: int) -> dict[str, A
     return {"busy_ms": busy_us / 1000, "ms_per_1k_tokens": busy_us / 1000 / max(tokens, 1) * 1000, "by_function": rows}
 
 
-def run(tokens: int, rate: float, top: int) -> dict[str, Any]:
-    """Profile one answer of ``tokens`` tokens at ``rate`` tokens/s; returns the report."""
+def run(tokens: int, rate: float, top: int, *, native: bool = False) -> dict[str, Any]:
+    """Profile one answer of ``tokens`` tokens at ``rate`` tokens/s (``native``: py-spy ``--native``, which pauses
+    the process at each sample); returns the report."""
     from playwright.sync_api import expect, sync_playwright
 
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -147,7 +165,7 @@ def run(tokens: int, rate: float, top: int) -> dict[str, Any]:
     port = free_port()
     env = clean_env(OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="test-key", PARLEY_MODEL="fake-model",
                     PARLEY_DATA_DIR=str(workdir / "data"))  # fmt: skip
-    report: dict[str, Any] = {"tokens": tokens, "rate": rate}
+    report: dict[str, Any] = {"tokens": tokens, "rate": rate, "native": native}
     try:
         with server_process(["app.py", "--port", str(port)], f"http://127.0.0.1:{port}/", env) as app:
             url = f"http://127.0.0.1:{port}"
@@ -171,7 +189,8 @@ def run(tokens: int, rate: float, top: int) -> dict[str, Any]:
                 before_metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
                 raw = workdir / "server.collapsed"
                 spy = subprocess.Popen([py_spy, "record", "--pid", str(app.pid), "--rate", "250", "--format", "raw",
-                                        "--output", str(raw), "--nonblocking", "--threads"],
+                                        "--output", str(raw), "--threads",
+                                        *(["--native"] if native else ["--nonblocking"])],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
                 time.sleep(1.0)  # py-spy attached
                 process = psutil.Process(app.pid)
@@ -235,11 +254,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--quick", action="store_true", help="1,000 tokens at 400 tokens/s")
+    parser.add_argument("--native", action="store_true", help="py-spy --native: C time (uvloop, zlib, sockets, the "
+                        "SDK's pydantic-core) goes to the Python frame that called it, not to the loop")  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.tokens, args.rate = min(args.tokens, 1000), 400.0
     os.chdir(Path(__file__).parents[1])
-    print_report(run(args.tokens, args.rate, args.top))
+    print_report(run(args.tokens, args.rate, args.top, native=args.native))
 
 
 if __name__ == "__main__":
