@@ -17,12 +17,14 @@ test: $(VENV)/.installed-embedded-test chromium postgresql redis haproxy
 	$(PY) -m pytest $(ARGS)
 
 # The benchmarks: streaming into a browser, Parley against baseline chat UIs (bench/streaming.py; e.g.
-# make bench ARGS="--quick"), then the engine alone under 200 concurrent answers (bench/engine_load.py), then what
+# make bench ARGS="--quick"), then the engine alone under 200 concurrent answers and its ceiling against raw SDK
+# streams (bench/engine_load.py --ceiling), how the provider reads a stream (bench/provider_parse.py), then what
 # a tool step costs (bench/tools.py), what an attachment adds (bench/attachments.py), compare mode's CPU
 # (bench/compare.py) and three replicas behind HAProxy (bench/replicas.py).
 bench: $(VENV)/.installed-embedded-test chromium postgresql redis haproxy
 	$(PY) -m bench.streaming $(ARGS)
-	$(PY) -m bench.engine_load $(if $(findstring --quick,$(ARGS)),--quick,)
+	$(PY) -m bench.engine_load --ceiling $(if $(findstring --quick,$(ARGS)),--quick,)
+	$(PY) -m bench.provider_parse $(if $(findstring --quick,$(ARGS)),--quick,)
 	$(PY) -m bench.tools $(if $(findstring --quick,$(ARGS)),--quick,)
 	$(PY) -m bench.attachments $(if $(findstring --quick,$(ARGS)),--quick,)
 	$(PY) -m bench.compare $(if $(findstring --quick,$(ARGS)),--quick,)

@@ -20,6 +20,12 @@ up. The baseline, measured in the same run against the same upstream at the same
 floor: the same number of raw ``openai.AsyncOpenAI`` streams consumed in a loop, with no engine, no
 database and no subscribers.
 
+``--ceiling`` then searches the **ceiling** (issue 19, part 7): the highest total tokens/s delivered to subscribers
+with the steady loop lag p99 ≤ 50 ms, for raw SDK streams and for Parley in the same run (``ceiling``: more answers
+at 50 tokens/s each per step, each followed by ``Engine.follow`` as a page's stream follows it), with the cores the
+fake upstream and the other processes used beside it; each step first waits up to a minute for a quiet machine. About
+4 minutes on 2 cores (more while it waits); ``--ceiling-only`` skips the usual phases.
+
 ``--checkpoint-interval`` changes Parley's setting (a large value turns checkpoints off, to see what
 they cost). The machine is shared: each phase also
 reports the cores used by other processes; use ``--rounds N`` (medians) when that is high.
@@ -29,6 +35,7 @@ Run from the repository root::
     .venv/bin/python -m bench.engine_load            # 200 answers × 400 tokens at 20 tokens/s
     .venv/bin/python -m bench.engine_load --quick    # a few seconds' smoke run
     .venv/bin/python -m bench.engine_load --rounds 3
+    .venv/bin/python -m bench.engine_load --ceiling  # and the ceiling search
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -195,12 +202,22 @@ class Answer:
 
 
 class Probe:
-    """The loop-lag ticker and the sampler of tokens delivered and CPU seconds, in the measured loop."""
+    """The loop-lag ticker and the sampler of tokens delivered and CPU seconds, in the measured loop.
 
-    def __init__(self) -> None:
+    Args:
+        upstream_pid: the fake upstream's process id: when given, each sample also reads its CPU seconds and the
+            whole machine's busy CPU seconds (psutil, a read of ``/proc``), so that a window reports the cores the
+            upstream and everything else used beside this process.
+    """
+
+    def __init__(self, upstream_pid: int | None = None) -> None:
+        import psutil
+
         self.tokens = 0  # tokens delivered so far (incremented by the consumers)
         self.lags: list[tuple[float, float]] = []  # (perf_counter s, lag s)
         self.samples: list[tuple[float, int, float]] = []  # (perf_counter s, tokens, process CPU s)
+        self.others: list[tuple[float, float]] = []  # (upstream CPU s, machine busy CPU s), one per sample
+        self._upstream = psutil.Process(upstream_pid) if upstream_pid else None
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -219,8 +236,14 @@ class Probe:
         self.sample()
 
     def sample(self) -> None:
-        """Record (now, tokens, CPU seconds of this process)."""
+        """Record (now, tokens, CPU seconds of this process); with an upstream, its CPU seconds and the machine's."""
         self.samples.append((time.perf_counter(), self.tokens, time.process_time()))
+        if self._upstream is not None:
+            import psutil
+
+            times, system = self._upstream.cpu_times(), psutil.cpu_times()
+            idle = system.idle + getattr(system, "iowait", 0.0)
+            self.others.append((times.user + times.system, sum(system) - idle))
 
     async def _tick(self) -> None:
         while True:
@@ -237,9 +260,18 @@ class Probe:
     def window(self, start: float, end: float) -> dict[str, Any]:
         """Figures over ``[start, end]`` (perf_counter seconds): lag in ms, tokens/s, CPU s per 1,000 tokens."""
         lags = sorted(lag for t, lag in self.lags if start <= t <= end)
-        inside = [s for s in self.samples if start <= s[0] <= end] or self.samples
-        (t0, k0, c0), (t1, k1, c1) = inside[0], inside[-1]
+        indices = [i for i, s in enumerate(self.samples) if start <= s[0] <= end] or list(range(len(self.samples)))
+        first, last = indices[0], indices[-1]
+        (t0, k0, c0), (t1, k1, c1) = self.samples[first], self.samples[last]
         tokens, seconds, cpu = k1 - k0, t1 - t0, c1 - c0
+        cores: dict[str, Any] = {}
+        if self.others and seconds > 0:
+            (u0, m0), (u1, m1) = self.others[first], self.others[last]
+            cores = {
+                "upstream_cores": round((u1 - u0) / seconds, 3),
+                "machine_busy_cores": round((m1 - m0) / seconds, 3),
+                "other_cores": round((m1 - m0 - (u1 - u0) - cpu) / seconds, 3),  # neither us nor the upstream
+            }
         return {
             "seconds": round(end - start, 3),
             "lag_ms": {
@@ -253,6 +285,7 @@ class Probe:
             "cpu_s": round(cpu, 3),
             "cpu_fraction_of_core": round(cpu / seconds, 3) if seconds > 0 else None,
             "cpu_s_per_1k_tokens": round(cpu / tokens * 1000, 4) if tokens else None,
+            **cores,
         }
 
 
@@ -298,14 +331,17 @@ def _new_loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop]:
 # -- the two phases -------------------------------------------------------------------------------------------------
 
 
-async def _baseline(base_url: str, answers: int, rate: float, tokens: int) -> dict[str, Any]:
-    """The floor: ``answers`` raw AsyncOpenAI streams at once, deltas counted, nothing else."""
+async def _baseline(
+    base_url: str, answers: int, rate: float, tokens: int, upstream_pid: int | None = None
+) -> dict[str, Any]:
+    """The floor: ``answers`` raw AsyncOpenAI streams at once, deltas counted, nothing else (``upstream_pid``: see
+    ``Probe``)."""
     import openai
 
     client = openai.AsyncOpenAI(
         base_url=base_url, api_key="none", timeout=openai.Timeout(120.0, connect=10.0), max_retries=0
     )  # as Provider builds it
-    probe = Probe()
+    probe = Probe(upstream_pid)
     records = [Answer() for _ in range(answers)]
 
     async def consume(record: Answer) -> None:
@@ -338,14 +374,28 @@ async def _baseline(base_url: str, answers: int, rate: float, tokens: int) -> di
 
 
 async def _parley(
-    base_url: str, data_dir: Path, answers: int, rate: float, tokens: int, checkpoint_interval: float | None = None
+    base_url: str,
+    data_dir: Path,
+    answers: int,
+    rate: float,
+    tokens: int,
+    checkpoint_interval: float | None = None,
+    *,
+    follow: bool = False,
+    upstream_pid: int | None = None,
 ) -> dict[str, Any]:
     """Parley: ``answers`` answers sent at once through the Engine wired by ``build_services``, one
-    conversation and one delta-counting subscriber each, on an SQLite file in ``data_dir``."""
+    conversation and one delta-counting subscriber each, on an SQLite file in ``data_dir``.
+
+    With ``follow``, each answer's subscriber is ``Engine.follow`` consumed in its own task, as the page's stream
+    (``chat/api/stream.py``) consumes it, minus the socket: text deltas joined while the task waited arrive as one,
+    so tokens are counted as the fake's tokens in the text (each ``"w{i} "`` ends with one space). Without it, a
+    ``Generation.subscribe`` callback counts each delta (the cheapest subscriber). ``upstream_pid``: see ``Probe``.
+    """
     from sqlalchemy import event
 
     from chat.config import Settings
-    from chat.engine import Finished, TextDelta
+    from chat.engine import LOCAL, Finished, TextDelta
     from chat.server import build_services
 
     settings = Settings(
@@ -379,8 +429,22 @@ async def _parley(
     event.listen(store.engine, "commit", on_commit)
     conversations = [await engine.create_conversation() for _ in range(answers)]  # setup, not measured
 
-    probe = Probe()
+    probe = Probe(upstream_pid)
     records = [Answer() for _ in range(answers)]
+
+    async def follower(message_id: int, record: Answer) -> None:
+        async for item in engine.follow(message_id, 0, LOCAL):
+            if type(item) is TextDelta:
+                if record.first is None:
+                    record.first = time.perf_counter()
+                count = item.text.count(" ")
+                record.deltas += count
+                probe.tokens += count
+            elif type(item) is Finished:
+                record.end = time.perf_counter()
+                record.status = str(item.message.status)
+                record.duration = item.message.duration
+                break
 
     def subscriber_for(record: Answer) -> Callable[[Any], None]:
         def on_event(item: Any) -> None:
@@ -402,16 +466,20 @@ async def _parley(
     checkpoints_before = engine.checkpoints
     started = time.perf_counter()
     generations = []
+    followers: list[asyncio.Task[None]] = []
     for conversation_id, record in zip(conversations, records, strict=True):
         record.sent = time.perf_counter()
         _user, assistant = await engine.send(conversation_id, PROMPT)
         generation = engine.live(assistant.id)
         assert generation is not None
-        generation.subscribe(subscriber_for(record))
+        if follow:
+            followers.append(asyncio.create_task(follower(assistant.id, record)))
+        else:
+            generation.subscribe(subscriber_for(record))
         generations.append(generation)
     sends_took = time.perf_counter() - started  # the sends one after the other (the store works in a thread)
     commits_at_sends = commits[0] - commits_before
-    results = await asyncio.gather(*(g.wait() for g in generations), return_exceptions=True)
+    results = await asyncio.gather(*(g.wait() for g in generations), *followers, return_exceptions=True)
     ended = time.perf_counter()
     await probe.stop()
     commits_total = commits[0] - commits_before
@@ -498,6 +566,20 @@ def _median(values: list[Any]) -> Any:
 PHASES = ("baseline", "parley")
 
 
+def machine_info() -> dict[str, Any]:
+    """What ran the benchmark: ``python``, ``openai`` and ``httpx`` versions, ``cpus`` (logical CPUs), ``platform``."""
+    import httpx
+    import openai
+
+    return {
+        "python": platform.python_version(),
+        "openai": openai.__version__,
+        "httpx": httpx.__version__,
+        "cpus": multiprocessing.cpu_count(),
+        "platform": platform.platform(),
+    }
+
+
 def run(
     answers: int,
     rate: float,
@@ -528,9 +610,6 @@ def run(
         CPU seconds and loop lag, ``machine`` (cores busy on the whole machine); ``rounds`` (each
         round's figures); ``ratios`` (Parley / baseline); ``verdict`` (lag p99 ≤ ``LAG_P99_TARGET_MS`` ms, ...).
     """
-    import httpx
-    import openai
-
     config = {
         "answers": answers,
         "rate_tokens_per_s": rate,
@@ -539,10 +618,7 @@ def run(
         "loop": loop,
         "rounds": rounds,
         "tick_s": TICK,
-        "python": platform.python_version(),
-        "openai": openai.__version__,
-        "httpx": httpx.__version__,
-        "cpus": multiprocessing.cpu_count(),
+        **machine_info(),
         "profiled": bool(profile),
     }
     factories: dict[str, Callable[[str, Path], Any]] = {
@@ -596,6 +672,268 @@ def run(
         }
     result["profiles"] = reports
     return result
+
+
+# -- the ceiling: the highest rate delivered with the loop's lag p99 within the target -----------------------------
+
+#: Tokens per second of each answer in the ceiling search: a fast hosted model's streaming speed.
+CEILING_RATE = 50.0
+#: Seconds each answer of a ceiling step streams (its steady window is this, less the ramp and the margins).
+CEILING_SECONDS = 16.0
+#: A step is marked noisy when processes other than this one and the fake upstream used more cores than this.
+NOISY_CORES = 0.25
+#: A step delivers its offered rate when its steady window delivers at least this share of it.
+DELIVERED_SHARE = 0.95
+
+
+@dataclass
+class _Search:
+    """One kind's search for its ceiling over concurrent answers: grow by ``factor`` until a step fails, then halve
+    the gap between the best pass and the lowest fail ``refine`` times (if the first step fails: halve down)."""
+
+    start: int
+    factor: float
+    refine: int
+    most: int
+    passed: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    refined: int = 0
+
+    def record(self, answers: int, passed: bool) -> None:
+        """Take a step's outcome."""
+        if self.failed:
+            self.refined += 1
+        (self.passed if passed else self.failed).append(answers)
+
+    def next(self) -> int | None:
+        """The next step's number of answers, or None when the search is over."""
+        if not self.passed and not self.failed:
+            return self.start
+        if not self.failed:
+            last = self.passed[-1]
+            return None if last >= self.most else max(last + 1, round(last * self.factor))
+        high = min(self.failed)
+        if not self.passed:
+            return high // 2 if high >= 4 else None
+        low = max(self.passed)
+        middle = (low + high) // 2
+        if self.refined >= self.refine or low > high or high - low <= max(2, low // 20):
+            return None
+        return middle
+
+
+def _wait_for_quiet(most: float) -> float:
+    """Wait up to ``most`` seconds until the machine is quiet (other processes use fewer than ``NOISY_CORES`` cores over
+    2 s, psutil; called between steps, while this process and the fake upstream idle). Returns the seconds waited."""
+    import psutil
+
+    started = time.perf_counter()
+    while time.perf_counter() - started < most:
+        if psutil.cpu_percent(interval=2.0) / 100 * psutil.cpu_count() < NOISY_CORES:
+            break
+    return round(time.perf_counter() - started, 1)
+
+
+def _judge(figures: dict[str, Any], answers: int, rate: float) -> dict[str, Any]:
+    """One ceiling step's row: offered and delivered tokens/s, lag (ms), cores, and whether it passed (with why not)."""
+    steady = figures["steady"]
+    offered = answers * rate
+    delivered = steady["tokens_per_s"] or 0.0
+    upstream = figures.get("upstream") or {}
+    why = []
+    if steady["lag_ms"]["p99"] > LAG_P99_TARGET_MS:
+        why.append(f"lag p99 {steady['lag_ms']['p99']} ms > {LAG_P99_TARGET_MS:g}")
+    if delivered < DELIVERED_SHARE * offered:
+        why.append(f"delivered {delivered:.0f} < {DELIVERED_SHARE:.0%} of {offered:.0f} tokens/s")
+    if figures["answers"]["completed"] < answers:
+        why.append(f"{answers - figures['answers']['completed']} answers incomplete")
+    if not figures["steady_window"]:
+        why.append("no steady window")
+    return {
+        "answers": answers,
+        "offered_tokens_per_s": offered,
+        "delivered_tokens_per_s": delivered,
+        "steady_s": steady["seconds"],
+        "lag_ms": steady["lag_ms"],
+        "own_cores": steady["cpu_fraction_of_core"],
+        "cpu_s_per_1k_tokens": steady["cpu_s_per_1k_tokens"],
+        "upstream_cores": steady.get("upstream_cores"),
+        "machine_busy_cores": steady.get("machine_busy_cores"),
+        "other_cores": steady.get("other_cores"),
+        "upstream_lag_p99_ms": upstream.get("lag_p99_ms"),
+        "upstream_behind": (upstream.get("lag_p99_ms") or 0) > LAG_P99_TARGET_MS,
+        "noisy": (steady.get("other_cores") or 0) > NOISY_CORES,
+        "completed": figures["answers"]["completed"],
+        "passed": not why,
+        "why_not": "; ".join(why) or None,
+        "errors": figures.get("errors") or [],
+    }
+
+
+def ceiling(
+    *,
+    rate: float = CEILING_RATE,
+    seconds: float = CEILING_SECONDS,
+    start: int = 40,
+    factor: float = 1.5,
+    refine: int = 2,
+    most: int = 2000,
+    retry: bool = True,
+    quiet_wait: float = 60.0,
+    loop: str = "uvloop",
+    checkpoint_interval: float | None = None,
+) -> dict[str, Any]:
+    """Search the highest total tokens/s delivered to subscribers with the loop's lag p99 within the target, for raw
+    SDK streams (the baseline) and for Parley, in the same run.
+
+    Each step runs ``N`` concurrent answers at ``rate`` tokens/s each, ``seconds`` long, in a fresh loop (and, for
+    Parley, a fresh database), each answer followed by one ``Engine.follow`` consumer (Parley) or read by its own
+    reader (raw). The offered rate grows with ``N`` (more answers at a model's speed, as more people chat), by
+    ``factor`` from ``start`` until a step fails; then the gap between the best pass and the lowest fail is halved
+    ``refine`` times. The two searches take turns, step by step, so both see the same machine over time. A step
+    passes when, over its steady window (every answer streaming), lag p99 ≤ ``LAG_P99_TARGET_MS`` ms, it delivered
+    at least ``DELIVERED_SHARE`` of the offered tokens/s and every answer completed.
+
+    Args:
+        rate: tokens per second of each answer.
+        seconds: how long each answer streams (tokens per answer: ``rate × seconds``).
+        start: answers in the first step.
+        factor: growth of the answers from one step to the next until a failure.
+        refine: halvings of the gap after the first failure.
+        most: the search stops growing past this many answers.
+        retry: run a failed step once more, and take the second attempt (the machine is shared: a neighbour's burst
+            can fail one step); the row keeps the first attempt's figures.
+        quiet_wait: before each step, wait up to this many seconds for the other processes to use fewer than
+            ``NOISY_CORES`` cores (0: do not wait); each row says how long it waited.
+        loop: ``"uvloop"`` or ``"asyncio"``.
+        checkpoint_interval: Parley's setting (None: its default).
+
+    Returns:
+        ``{"config", "baseline": {"steps", "ceiling"}, "parley": {...}, "ratio"}``: each step's row (``_judge``:
+        tokens/s, lag ms, cores of this process, of the fake upstream and of the others), the ceiling (the passing
+        step that delivered the most tokens/s, or None) and Parley's ceiling over the baseline's.
+    """
+    tokens = round(rate * seconds)
+    searches = {name: _Search(start, factor, refine, most) for name in PHASES}
+    steps: dict[str, list[dict[str, Any]]] = {name: [] for name in PHASES}
+    upstream = UpstreamProcess(tokens, rate)
+    pid = upstream.process.pid
+
+    def step(name: str, answers: int) -> dict[str, Any]:
+        waited = _wait_for_quiet(quiet_wait) if quiet_wait > 0 else 0.0
+        upstream.reset()
+        with tempfile.TemporaryDirectory(prefix="parley-engine-ceiling-") as tmp:
+
+            def phase() -> Any:
+                if name == "baseline":
+                    return _baseline(upstream.base_url, answers, rate, tokens, upstream_pid=pid)
+                return _parley(
+                    upstream.base_url, Path(tmp), answers, rate, tokens, checkpoint_interval, follow=True,
+                    upstream_pid=pid,
+                )  # fmt: skip
+
+            figures, _report = _run_phase(name, phase, loop, None)
+        figures["upstream"] = upstream.stats()
+        row = _judge(figures, answers, rate)
+        row["machine"] = figures["machine"]
+        row["waited_for_quiet_s"] = waited
+        print(
+            f"ceiling {name}: {answers} answers, offered {row['offered_tokens_per_s']:.0f} tokens/s, "
+            f"delivered {row['delivered_tokens_per_s']:.0f}, lag p99 {row['lag_ms']['p99']} ms, own "
+            f"{row['own_cores']} cores, upstream {row['upstream_cores']}, others {row['other_cores']}: "
+            + ("pass" if row["passed"] else f"FAIL ({row['why_not']})"),
+            file=sys.stderr,
+            flush=True,
+        )
+        return row
+
+    try:
+        while True:
+            progressed = False
+            for name in PHASES:  # the two searches take turns
+                answers = searches[name].next()
+                if answers is None:
+                    continue
+                progressed = True
+                row = step(name, answers)
+                if not row["passed"] and retry:  # once more: one burst of a neighbour's work should not decide
+                    first = row
+                    row = step(name, answers)
+                    row["first_attempt"] = {k: first[k] for k in ("lag_ms", "delivered_tokens_per_s", "why_not")}
+                steps[name].append(row)
+                searches[name].record(answers, row["passed"])
+            if not progressed:
+                break
+    finally:
+        upstream.stop()
+
+    result: dict[str, Any] = {
+        "config": {
+            "rate_tokens_per_s": rate,
+            "seconds": seconds,
+            "tokens_per_answer": tokens,
+            "start": start,
+            "factor": factor,
+            "refine": refine,
+            "retry_failed_steps": retry,
+            "quiet_wait_s": quiet_wait,
+            "lag_p99_target_ms": LAG_P99_TARGET_MS,
+            "delivered_share": DELIVERED_SHARE,
+            "loop": loop,
+            **machine_info(),
+        }
+    }
+    for name in PHASES:
+        passing = [row for row in steps[name] if row["passed"]]
+        best = max(passing, key=lambda row: row["delivered_tokens_per_s"], default=None)
+        lowest_fail = min((row for row in steps[name] if not row["passed"]), key=lambda r: r["answers"], default=None)
+        result[name] = {
+            "steps": sorted(steps[name], key=lambda row: row["answers"]),
+            "ceiling": best,
+            "ceiling_tokens_per_s": best["delivered_tokens_per_s"] if best else None,
+            "first_failure": lowest_fail,
+            "searched_to_the_end": lowest_fail is not None,
+        }
+    b, p = result["baseline"]["ceiling_tokens_per_s"], result["parley"]["ceiling_tokens_per_s"]
+    result["ratio"] = round(p / b, 3) if b and p else None
+    return result
+
+
+def format_ceiling(result: dict[str, Any]) -> str:
+    """The ceiling search as text: each step of both kinds, both ceilings and their ratio."""
+    c = result["config"]
+    lines = [
+        f"ceiling: highest tokens/s delivered with steady lag p99 <= {c['lag_p99_target_ms']:g} ms; answers at "
+        f"{c['rate_tokens_per_s']:g} tokens/s for {c['seconds']:g} s each, more answers per step",
+        f"{'':<9} {'answers':>7} {'offered':>8} {'delivered':>9} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+        f"{'own':>5} {'s/1k':>6} {'upstr':>5} {'others':>6}  result",
+    ]
+    for name in PHASES:
+        for row in result[name]["steps"]:
+            lag = row["lag_ms"]
+            lines.append(
+                f"{name:<9} {row['answers']:>7} {row['offered_tokens_per_s']:>8.0f} "
+                f"{row['delivered_tokens_per_s']:>9.0f} {_fmt(lag['p50']):>7} {_fmt(lag['p99']):>7} "
+                f"{_fmt(lag['max']):>7} {_fmt(row['own_cores']):>5} {_fmt(row['cpu_s_per_1k_tokens']):>6} "
+                f"{_fmt(row['upstream_cores']):>5} {_fmt(row['other_cores']):>6}  "
+                + ("pass" if row["passed"] else f"fail: {row['why_not']}")
+                + (" (the fake upstream fell behind)" if row["upstream_behind"] else "")
+                + (" (noisy)" if row["noisy"] else "")
+                + (f" (first attempt: {row['first_attempt']['why_not']})" if row.get("first_attempt") else "")
+            )
+    for name in PHASES:
+        best, fail = result[name]["ceiling"], result[name]["first_failure"]
+        if best is None:
+            lines.append(f"{name} ceiling: none (even the first step failed)")
+            continue
+        tail = f"; the next step, {fail['answers']} answers, failed" if fail else "; no step failed (a lower bound)"
+        lines.append(
+            f"{name} ceiling: {best['delivered_tokens_per_s']:.0f} tokens/s ({best['answers']} answers, lag p99 "
+            f"{best['lag_ms']['p99']} ms, own {best['own_cores']} cores, the fake upstream "
+            f"{best['upstream_cores']} cores, others {best['other_cores']}){tail}"
+        )
+    lines.append(f"ceiling ratio parley / baseline: {_fmt(result['ratio'])}")
+    return "\n".join(lines)
 
 
 def _progress(index: int, name: str, figures: dict[str, Any]) -> None:
@@ -738,6 +1076,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", type=Path, help="cProfile each phase into PATH-<phase>.prof (inflates figures)")
     parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="then search the highest tokens/s delivered with lag p99 <= 50 ms, raw SDK and Parley (about 4 minutes)",
+    )
+    parser.add_argument("--ceiling-only", action="store_true", help="only the ceiling search (no usual phases)")
+    parser.add_argument(
+        "--ceiling-rate", type=float, default=CEILING_RATE, help=f"ceiling: tokens/s per answer ({CEILING_RATE:g})"
+    )
+    parser.add_argument(
+        "--ceiling-seconds", type=float, default=CEILING_SECONDS, help=f"ceiling: s per step ({CEILING_SECONDS:g})"
+    )
+    parser.add_argument("--ceiling-start", type=int, default=40, help="ceiling: answers in the first step (40)")
+    parser.add_argument("--ceiling-factor", type=float, default=1.5, help="ceiling: growth per step (1.5)")
+    parser.add_argument("--ceiling-refine", type=int, default=2, help="ceiling: halvings after a failure (2)")
+    parser.add_argument(
+        "--ceiling-quiet-wait", type=float, default=60.0, help="ceiling: most s to wait for a quiet machine per step"
+    )
+    parser.add_argument(
         "--json", type=Path, help="where to save the results (default bench/results/engine_load-*.json)"
     )
     args = parser.parse_args(argv)
@@ -750,19 +1106,36 @@ def main(argv: list[str] | None = None) -> int:
             print("uvloop is not installed; using asyncio", file=sys.stderr)
             args.loop = "asyncio"
     phases = tuple(name for name in PHASES if name in args.phases.split(","))
-    result = run(
-        args.answers,
-        args.rate,
-        args.tokens,
-        loop=args.loop,
-        rounds=args.rounds,
-        phases=phases,
-        checkpoint_interval=args.checkpoint_interval,
-        profile=args.profile,
-    )
-    for report in result["profiles"]:
-        print(report)
-    print(format_table(result))
+    result: dict[str, Any] = {"config": machine_info(), "profiles": []}
+    if not args.ceiling_only:
+        result = run(
+            args.answers,
+            args.rate,
+            args.tokens,
+            loop=args.loop,
+            rounds=args.rounds,
+            phases=phases,
+            checkpoint_interval=args.checkpoint_interval,
+            profile=args.profile,
+        )
+        for report in result["profiles"]:
+            print(report)
+        print(format_table(result))
+    if args.ceiling or args.ceiling_only:
+        options: dict[str, Any] = {
+            "rate": args.ceiling_rate,
+            "seconds": args.ceiling_seconds,
+            "start": args.ceiling_start,
+            "factor": args.ceiling_factor,
+            "refine": args.ceiling_refine,
+            "quiet_wait": args.ceiling_quiet_wait,
+        }
+        if args.quick:  # two short steps each
+            options.update(
+                seconds=6.0, start=min(args.ceiling_start, 10), factor=2.0, refine=0, most=20, quiet_wait=0.0
+            )
+        result["ceiling"] = ceiling(loop=args.loop, checkpoint_interval=args.checkpoint_interval, **options)
+        print(format_ceiling(result["ceiling"]))
     path = args.json or RESULTS / f"engine_load-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     result["profiles"] = [r.split("\n", 1)[0] for r in result["profiles"]]

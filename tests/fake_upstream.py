@@ -160,6 +160,12 @@ class Script:
     """Stream this many tokens, then send ``data: {not json`` and end the response."""
     truncate_after: int | None = None
     """Stream this many tokens, then end the response cleanly with neither a finish chunk nor ``[DONE]``."""
+    error_event_after: int | None = None
+    """Stream this many tokens, then send an error inside the stream, ``data: {"error": {"message": error_message,
+    "type": "server_error", ...}}`` (as vLLM, LiteLLM and OpenRouter report a failure once the response has started),
+    and end the response."""
+    content_type: str = "text/event-stream; charset=utf-8"
+    """``Content-Type`` of a streamed answer (its body is server-sent events whatever this says)."""
     no_done: bool = False
     """End the stream cleanly but without the final ``data: [DONE]``."""
     usage: bool = True
@@ -388,7 +394,7 @@ class _ChatResponse(Response):
             await send({"type": "http.response.body", "body": data, "more_body": True})
 
         headers = [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"content-type", script.content_type.encode()),
             (b"cache-control", b"no-cache"),
             (b"x-request-id", f"req_{uuid.uuid4().hex}".encode()),
         ]
@@ -404,6 +410,7 @@ class _ChatResponse(Response):
                 (script.stall_after, "stall"),
                 (script.malformed_after, "malformed"),
                 (script.truncate_after, "truncate"),
+                (script.error_event_after, "error_event"),
             )
             if n is not None
         ]
@@ -427,6 +434,9 @@ class _ChatResponse(Response):
             raise _DropConnection(f"scripted drop after {self.record.tokens_sent} tokens")
         if cut == "malformed":
             await event("{not json")
+        elif cut == "error_event":
+            await event({"error": {"message": script.error_message, "type": "server_error", "param": None,
+                                   "code": None}})  # fmt: skip
         elif cut == "truncate":
             pass
         else:

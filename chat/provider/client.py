@@ -1,11 +1,11 @@
 """Streaming chat completions from any OpenAI-compatible server, through ``openai.AsyncOpenAI``: ``Provider``.
 
-The request is the OpenAI Chat Completions API with ``stream=True``: the server answers with
-server-sent events, one ``chat.completion.chunk`` each, ending with ``data: [DONE]``; the SDK
-parses them. With ``stream_options={"include_usage": True}`` a last chunk with empty ``choices``
-carries ``usage`` (https://platform.openai.com/docs/api-reference/chat/create). With ``tools`` the
-chunks may carry tool calls (``tool_calls.py``); reasoning arrives in fields or ``<think>`` tags
-(``reasoning.py``).
+The request is the OpenAI Chat Completions API with ``stream=True``: the server answers with server-sent events, one
+``chat.completion.chunk`` each, ending with ``data: [DONE]``. The SDK sends the request and maps an error status to its
+exceptions (``with_streaming_response``); ``stream.py`` reads the events (httpx-sse, jiter) as the SDK's own stream
+would, without a typed object per chunk. With ``stream_options={"include_usage": True}`` a last chunk with empty
+``choices`` carries ``usage`` (https://platform.openai.com/docs/api-reference/chat/create). With ``tools`` the chunks
+may carry tool calls (``tool_calls.py``); reasoning arrives in fields or ``<think>`` tags (``reasoning.py``).
 
 This module builds and sends the request (retries, fitting to the context window, asking again without ``tools``
 when the upstream refuses them); reading the answer is ``stream.py``'s ``ChatStream`` (its ``ChatChunk``s and
@@ -316,7 +316,7 @@ class Provider:
         on_wait: Callable[[str], None] | None,
         max_tokens: int | None = None,
         tools: list[dict[str, Any]] | None = None,
-    ) -> openai.AsyncStream[Any]:
+    ) -> Any:
         """``_create``, retried by tenacity while nothing has streamed: up to ``retries`` times, waiting what the
         upstream's ``Retry-After`` asks, else an exponential backoff with jitter (0.5 s, 1 s, 2 s, ... at most 8 s),
         and never when the wait would take the total past ``retry_budget`` seconds."""
@@ -354,7 +354,10 @@ class Provider:
         temperature: float,
         max_tokens: int | None = None,
         tools: list[dict[str, Any]] | None = None,
-    ) -> openai.AsyncStream[Any]:
+    ) -> Any:
+        """Send the request; return the SDK's raw streaming response (``openai.AsyncAPIResponse``, its body not read
+        yet: ``ChatStream`` reads it and closes it). An error status raises the SDK's ``APIStatusError`` subclasses,
+        as ``create(stream=True)`` would (``with_streaming_response`` only changes what a success returns)."""
         if self.system_in_first_turn:
             messages = self.system_into_first_turn(messages)
         extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if self._usage_in_stream else {}
@@ -364,13 +367,13 @@ class Provider:
             extra["tools"] = tools
         try:
             async with asyncio.timeout(self.read_timeout):  # the SDK's read timeout may be the longer idle_timeout
-                return await self.client.chat.completions.create(
+                return await self.client.chat.completions.with_streaming_response.create(
                     model=model,
                     messages=messages,
                     temperature=temperature,
                     stream=True,
                     **extra,  # type: ignore[arg-type]
-                )
+                ).__aenter__()  # its __aexit__ only closes the response: ChatStream.aclose does
         except TimeoutError as error:
             reason = f"The model server at {self.host} did not answer within {self.read_timeout:g} s."
             raise self.explain(ProviderError(reason)) from error

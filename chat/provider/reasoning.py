@@ -8,8 +8,8 @@ Upstreams send it in one of three ways:
 - inside the content, between ``<think>`` and ``</think>`` at its start: Qwen3 and the DeepSeek-R1 distills through
   servers that do not separate it (``ThinkSplitter``).
 
-Neither field is in the OpenAI SDK's ``ChoiceDelta``; its models keep unknown fields (pydantic ``model_extra``), which
-``reasoning_of`` reads.
+The provider reads each chunk as the JSON object it is (``stream.py``), so ``reasoning_of`` reads a dict's keys; for an
+SDK ``ChoiceDelta``, where neither field is declared, it reads the unknown fields pydantic keeps (``model_extra``).
 """
 
 from __future__ import annotations
@@ -29,10 +29,15 @@ def reasoning_of(delta: Any) -> str:
     both in one delta, ``reasoning_content`` first); ``""`` when none. Non-string values are ignored.
 
     Args:
-        delta: an SDK ``ChoiceDelta`` (or None).
+        delta: a chunk's ``choices[0].delta`` as a dict (its JSON object), or an SDK ``ChoiceDelta``, or None.
     """
     if delta is None:
         return ""
+    if isinstance(delta, dict):
+        first, second = delta.get("reasoning_content"), delta.get("reasoning")
+        if type(first) is str and first:
+            return first + second if type(second) is str else first
+        return second if type(second) is str else ""
     extra = getattr(delta, "model_extra", None) or {}
     parts = []
     for key in ("reasoning_content", "reasoning"):

@@ -73,6 +73,14 @@ class _Call:
     upstream_id: str | None  # the id the upstream gave the call (None: none yet)
 
 
+def _field(item: Any, name: str, kind: type | None = None) -> Any:
+    """``item[name]`` of a dict, else the attribute ``name`` (None when missing, or not of ``kind`` when given)."""
+    value = item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+    if kind is not None and not isinstance(value, kind):
+        return None
+    return value
+
+
 def _complete_json(text: str) -> bool:
     """Whether ``text`` is already one whole JSON value (so more fragments cannot belong to it)."""
     if not text.strip():
@@ -115,8 +123,10 @@ class ToolCallAccumulator:
         """Take one chunk's ``delta.tool_calls``.
 
         Args:
-            deltas: ``openai.types.chat.chat_completion_chunk.ChoiceDeltaToolCall`` objects (or anything with the
-                same attributes; missing ones count as None). None or empty: nothing.
+            deltas: the chunk's tool-call deltas as JSON objects (dicts: ``index``, ``id``, ``function`` with ``name``
+                and ``arguments``), or ``openai.types.chat.chat_completion_chunk.ChoiceDeltaToolCall`` objects (or
+                anything with the same attributes). Missing fields, and fields of the wrong type, count as None.
+                None or empty: nothing.
 
         Returns:
             What is new, in order: one ``ToolCallDelta`` per delta that started a call or added to one (a delta that
@@ -124,11 +134,13 @@ class ToolCallAccumulator:
         """
         new: list[ToolCallDelta] = []
         for delta in deltas or ():
-            function = getattr(delta, "function", None)
-            upstream_index = getattr(delta, "index", None) or 0
-            call_id = getattr(delta, "id", None) or None
-            name = (getattr(function, "name", None) or None) if function is not None else None
-            arguments = (getattr(function, "arguments", None) or "") if function is not None else ""
+            if delta is None or isinstance(delta, str | int | float | list):  # not a tool-call object: nothing
+                continue
+            function = _field(delta, "function")
+            upstream_index = _field(delta, "index", int) or 0
+            call_id = _field(delta, "id", str) or None
+            name = (_field(function, "name", str) or None) if function is not None else None
+            arguments = (_field(function, "arguments", str) or "") if function is not None else ""
             current = self._at.get(upstream_index)
             if current is None or self._starts_new(current, call_id, name, arguments):
                 call = ToolCall(len(self._calls), call_id or new_call_id(), name or "", arguments)
