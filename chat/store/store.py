@@ -378,12 +378,12 @@ class Store:
             for role, text, *events in history:
                 earlier = Message(conversation_id=conversation_id, parent_id=parent_id, role=role, content=text,
                                   events=events[0] if events else None)  # fmt: skip
-                self._unselect_siblings(session, earlier)
+                self._unselect_siblings(session, earlier.conversation_id, earlier.parent_id)
                 session.add(earlier)
                 session.flush()
                 parent_id = earlier.id
             user = Message(conversation_id=conversation_id, parent_id=parent_id, role=Role.user, content=content)
-            self._unselect_siblings(session, user)
+            self._unselect_siblings(session, user.conversation_id, user.parent_id)
             session.add(user)
             session.flush()
             if attachments:
@@ -442,7 +442,7 @@ class Store:
         continues from it, and the others are its variants (‹ 2/3 ›). Returns it. Raises NotFound."""
         with self._session() as session:
             message = _require(session, Message, message_id)
-            self._unselect_siblings(session, message)
+            self._unselect_siblings(session, message.conversation_id, message.parent_id)
             message.selected = True
             session.add(message)
             session.flush()
@@ -503,7 +503,7 @@ class Store:
                 raise InvalidRequest(
                     f"message {message_id} is a user message: only an answer can be regenerated", field="message_id"
                 )
-            self._unselect_siblings(session, original)
+            self._unselect_siblings(session, original.conversation_id, original.parent_id)
             variant = Message(
                 conversation_id=original.conversation_id,
                 parent_id=original.parent_id,
@@ -531,7 +531,7 @@ class Store:
         """
         with self._session() as session:
             original = _require(session, Message, message_id)
-            self._unselect_siblings(session, original)
+            self._unselect_siblings(session, original.conversation_id, original.parent_id)
             user = Message(conversation_id=original.conversation_id, parent_id=original.parent_id, role=Role.user,
                            content=content)  # fmt: skip
             session.add(user)
@@ -575,17 +575,19 @@ class Store:
         siblings (the branches below keep what they showed). Returns the message. Raises NotFound."""
         with self._session() as session:
             message = _require(session, Message, message_id)
-            by_id = {row.id: row for row in session.exec(
-                select(Message).where(Message.conversation_id == message.conversation_id))}  # fmt: skip
-            node: Message | None = by_id[message_id]
-            while node is not None:
-                if not node.selected:
-                    self._unselect_siblings(session, node)
-                    node.selected = True
-                    session.add(node)
-                node = by_id.get(node.parent_id)
+            conversation_id = message.conversation_id
+            light = select(Message.id, Message.parent_id, Message.selected)  # the tree, not the texts
+            by_id = {row.id: row for row in session.exec(light.where(Message.conversation_id == conversation_id))}
+            key: int | None = message_id
+            while key is not None:
+                row = by_id[key]
+                if not row.selected:
+                    self._unselect_siblings(session, conversation_id, row.parent_id)
+                    session.execute(update(Message).where(col(Message.id) == key).values(selected=True))
+                key = row.parent_id
             session.commit()
-            return by_id[message_id]
+            session.refresh(message)
+            return message
 
     def fork(self, message_id: int, *, user_id: int | None, title: str) -> Conversation:
         """A new conversation (of ``user_id``) holding a copy of the shown path up to and including ``message_id``,
@@ -625,7 +627,7 @@ class Store:
         """Make this message the shown one among its siblings. Raises NotFound."""
         with self._session() as session:
             message = _require(session, Message, message_id)
-            self._unselect_siblings(session, message)
+            self._unselect_siblings(session, message.conversation_id, message.parent_id)
             message.selected = True
             session.add(message)
             session.commit()
@@ -912,14 +914,13 @@ class Store:
             session.commit()
 
     @staticmethod
-    def _unselect_siblings(session: Session, message: Message) -> None:
+    def _unselect_siblings(session: Session, conversation_id: int, parent_id: int | None) -> None:
+        """Unselect every message of ``conversation_id`` whose parent is ``parent_id`` (None: the first messages)."""
         session.execute(
             update(Message)
             .where(
-                col(Message.conversation_id) == message.conversation_id,
-                col(Message.parent_id).is_(None)
-                if message.parent_id is None
-                else col(Message.parent_id) == message.parent_id,
+                col(Message.conversation_id) == conversation_id,
+                col(Message.parent_id).is_(None) if parent_id is None else col(Message.parent_id) == parent_id,
             )
             .values(selected=False)
         )
