@@ -70,6 +70,11 @@ function argumentsText(call) {
   return call.arguments;
 }
 
+/** The text after the last newline of `text` (all of it when it has none). */
+function lastLine(text) {
+  return text.slice(text.lastIndexOf("\n") + 1);
+}
+
 function isLong(text) {
   if (text.length > FOLD_CHARS) return true;
   let lines = 1;
@@ -104,7 +109,7 @@ export class AnswerParts {
     const only = this.segments.length === 1 && this.segments[0].kind === "text" ? this.segments[0] : null;
     if (only) {
       // the same plain answer again (e.g. its final text): blocks whose HTML is unchanged keep their DOM nodes
-      Object.assign(only, { buffer: text, dirty: true, ended: false });
+      Object.assign(only, { buffer: text, line: lastLine(text), dirty: true, ended: false });
       only.renderer.unfreeze();
       return;
     }
@@ -172,8 +177,10 @@ export class AnswerParts {
       segment = this.markdownSegment("text", el("div", "parley-md"));
       segment.body = segment.node;
     }
-    const shown = this.live && !segment.dirty && !segment.ended && segment.renderer.appendPlain(segment.buffer, text);
+    const shown = this.live && !segment.dirty && !segment.ended && segment.renderer.appendPlain(segment.line, text);
     segment.buffer += text;
+    const newline = text.lastIndexOf("\n");
+    segment.line = newline < 0 ? segment.line + text : text.slice(newline + 1);
     if (!shown) segment.dirty = true;
     return shown;
   }
@@ -249,7 +256,7 @@ export class AnswerParts {
 
   markdownSegment(kind, node) {
     const renderer = new BlockRenderer(this.decorate);
-    return this.addSegment(kind, node, { buffer: "", dirty: false, ended: false, renderer });
+    return this.addSegment(kind, node, { buffer: "", line: "", dirty: false, ended: false, renderer });
   }
 
   appendReasoning(text) {

@@ -158,11 +158,12 @@ export class BlockRenderer {
   }
 
   /**
-   * While streaming, show `delta` appended to `text` (the whole text the container shows now) without parsing, when
-   * that is exactly what markdown-it renders for the longer text. The conditions:
-   * - `delta` is PLAIN_DELTA, and nothing but spaces is pending at the end of `text` (no newline: a new line may start
-   *   any block);
-   * - the last line of `text`, after any list, heading and quote markers, starts with a letter (so it cannot turn
+   * While streaming, show `delta` appended to the text the container shows now without parsing, when that is
+   * exactly what markdown-it renders for the longer text. `line` is that text's last line (after its last newline):
+   * all the conditions read, so the work per delta does not grow with the answer. The conditions:
+   * - `delta` is PLAIN_DELTA, and the last line holds more than whitespace, with nothing but spaces after its text (a
+   *   newline pending, or a line of whitespace only, leaves the next line free to start any block);
+   * - the last line, after any list, heading and quote markers, starts with a letter (so it cannot turn
    *   into a list item, a heading underline, a rule, a table row or a code block as it grows);
    * - a delta that continues a word (no space between) continues one that ends in a letter or digit and holds no
    *   character that starts a link, an address, an entity or an escape (CONTINUED_WORD);
@@ -171,14 +172,14 @@ export class BlockRenderer {
    * markdown-it drops a paragraph's trailing spaces, so they are added only once text follows them.
    * Returns true when shown; false leaves the DOM as it was (the caller renders the tail).
    */
-  appendPlain(text, delta) {
+  appendPlain(line, delta) {
     const last = this.blocks[this.blocks.length - 1];
     if (!last || !PLAIN_DELTA.test(delta)) return false;
-    const before = text.trimEnd();
-    const pending = text.slice(before.length);
+    const before = line.trimEnd();
+    const pending = line.slice(before.length);
     if (!before || /[^ ]/.test(pending)) return false;
-    const line = before.slice(before.lastIndexOf("\n") + 1).replace(LINE_MARKERS, "");
-    if (!/^\p{L}/u.test(line) || line.includes("#")) return false; // "# a #" + " b": a heading's closing #s
+    const start = before.replace(LINE_MARKERS, "");
+    if (!/^\p{L}/u.test(start) || start.includes("#")) return false; // "# a #" + " b": a heading's closing #s
     const joined = !pending && delta[0] !== " "; // the delta continues the last word
     if (joined) {
       const word = before.slice(before.lastIndexOf(" ") + 1);
