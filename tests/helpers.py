@@ -240,6 +240,11 @@ def ws_url(team_url: str, message_id: int) -> str:
     return team_url.replace("http://", "ws://") + f"/api/messages/{message_id}/stream"
 
 
+def next_answer_url(base_url: str, token: str = "t" * 24) -> str:
+    """The WebSocket URL of a page's next-answer socket with ``token`` (well-formed by default)."""
+    return base_url.replace("http://", "ws://") + f"/api/answers/next?spare={token}"
+
+
 def ws_close_code(url: str, headers: dict[str, str] | None = None) -> int:
     """Open the WebSocket ``url``, read until the server closes it, and return the close code (minus the HTTP status
     when the handshake is refused)."""

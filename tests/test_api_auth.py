@@ -17,7 +17,7 @@ import pytest
 
 from .browser import assert_no_errors, free_port, serve
 from .fake_upstream import FakeUpstream
-from .helpers import Team, logged_in, read_answer, start_team, ws_close_code, ws_url
+from .helpers import Team, logged_in, next_answer_url, read_answer, start_team, ws_close_code, ws_url
 
 
 def cookie_header(client: httpx.Client) -> dict[str, str]:
@@ -108,6 +108,7 @@ def test_every_route_refuses_a_request_without_valid_credentials(team: Team) -> 
                 assert response.status_code == 401, (case, method, path, response.text)
                 assert_v1_401(response)
         assert ws_close_code(ws_url(team.url, 2), headers) == 4401, case
+        assert ws_close_code(next_answer_url(team.url), headers) == 4401, case
     with team.db() as db:
         assert db.execute("SELECT count(*) AS n FROM conversation").fetchone()["n"] == before
 
@@ -212,6 +213,7 @@ def test_personal_mode_asks_for_nothing(tmp_path: Path, upstream: FakeUpstream) 
         sdk = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=30)
         assert sdk.models.list().data
         assert ws_close_code(ws_url(url, answer["assistant_message_id"])) == 1000
+        assert ws_close_code(next_answer_url(url, "short")) == 4404  # a page's token is 16-64 URL-safe characters
         with sqlite3.connect(tmp_path / "data" / "parley.db") as db:
             assert db.execute("SELECT count(*) FROM users").fetchone()[0] == 0
             assert db.execute("SELECT DISTINCT user_id FROM conversation").fetchall() == [(None,)]

@@ -124,8 +124,10 @@ def test_answer_streams_over_server_sent_events_when_websockets_are_blocked(
     with chromium() as browser:
         page = browser.new_page()
         refused: list[str] = []
-        # a proxy that blocks the answer's WebSocket (NiceGUI's own socket still works)
+        # a proxy that blocks the answers' WebSockets (NiceGUI's own socket still works): the answer's own and the
+        # page's next-answer socket (which never falls back to server-sent events: the answer's element does)
         page.route_web_socket("**/api/messages/*/stream*", lambda ws: (refused.append(ws.url), ws.close()))
+        page.route_web_socket("**/api/answers/next*", lambda ws: ws.close())
         streams: list[str] = []
         page.on("request", lambda request: streams.append(request.url) if "/stream" in request.url else None)
         page.goto(app_url + "/")

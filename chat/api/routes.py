@@ -20,8 +20,14 @@ metrics_router = APIRouter(
 @metrics_router.get("/api/metrics", tags=["monitoring"])
 def metrics(engine: EngineDep, store: StoreDep) -> dict[str, int]:
     """Counters for monitoring and benchmarks (no conversation content): ``db_writes`` (write transactions committed
-    since start), ``checkpoints`` (partial-text saves), ``live_answers`` (answers being generated now)."""
-    return {"db_writes": store.writes, "checkpoints": engine.checkpoints, "live_answers": len(engine.generations)}
+    since start), ``checkpoints`` (partial-text saves), ``live_answers`` (answers being generated now),
+    ``waiting_next_answers`` (pages' next-answer sockets open and waiting, ``stream.NextAnswers``)."""
+    return {
+        "db_writes": store.writes,
+        "checkpoints": engine.checkpoints,
+        "live_answers": len(engine.generations),
+        "waiting_next_answers": stream.next_answers.waiting(),
+    }
 
 
 async def healthz() -> dict[str, str]:
@@ -38,6 +44,7 @@ def register_api(app: FastAPI, engine: Engine, store: Store, accounts: Accounts)
 
     * ``WS /api/messages/{message_id}/stream?after=N`` — an answer as it is written (``stream.py``); closed with 4401
       when not logged in, 4404 for an unknown message or another user's.
+    * ``WS /api/answers/next?spare=T`` — a page's socket for its next answer, opened before it sends (``stream.py``).
     * ``GET /api/metrics`` — counters for monitoring and benchmarks (JSON, no conversation content; 401 when not
       logged in).
     * ``/api/conversations…``, ``/api/messages…`` — conversations over REST and answers as SSE (``rest.py``).

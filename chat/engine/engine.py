@@ -29,7 +29,7 @@ from ..tools import Tool
 from .attaching import Attachments
 from .changes import Change, Kind, Watcher, Watchers
 from .checkpoints import Checkpointer
-from .events import ContentEvent, Event, Finished, Phase, content_of, replay
+from .events import ContentEvent, Event, Finished, Phase, content_of, is_content, replay
 from .generation import Decision, Generation
 from .policy import LOCAL, Account, Limits, ModelNotAllowed
 from .pricing import PriceTable
@@ -400,6 +400,32 @@ class Engine:
         for event in replay(message, position):
             yield event
 
+    async def wait_for_first_content(self, message_id: int, timeout: float, account: Account = LOCAL) -> None:
+        """Wait until the live answer ``message_id`` has its first content (a delta, a step) or has ended, at most
+        ``timeout`` seconds; at once for an answer that is not live here or already has content.
+
+        For a view that can show the answer before its own work (``chat/ui/next_answer.py``): that work then does not
+        compete on the event loop with the first token's way to the reader (time to first token). Once woken it yields
+        the loop once more, so that the streams woken by the same event send it first.
+        """
+        generation = self.live(message_id, account)
+        if generation is None or generation.done or generation.size:
+            return
+        arrived = asyncio.Event()
+
+        def receive(event: Event) -> None:
+            if is_content(event) or isinstance(event, Finished):
+                arrived.set()
+
+        _, unsubscribe = generation.subscribe(receive)
+        try:
+            await asyncio.wait_for(arrived.wait(), timeout)
+        except TimeoutError:
+            return
+        finally:
+            unsubscribe()
+        await asyncio.sleep(0)
+
     def generating_elsewhere(self, message: Message) -> bool:
         """True when ``message`` is an answer another replica is generating (streaming, not here)."""
         return self.replicas is not None and message.status == Status.streaming and message.id not in self.generations
@@ -669,6 +695,7 @@ class Engine:
             enabled = conversation.tools if offer_tools and not client_tools else []
             for answer, messages in zip(answers, requests, strict=True):
                 self._start(answer, messages, account, max_tokens, enabled, client_tools, seed)
+        await asyncio.sleep(0)  # the generations send their requests before the watchers' work (time to first token)
         owner = conversation.user_id
         if conversation_id is None:
             self.notify(user.conversation_id, "created", owner, conversation.title)

@@ -36,6 +36,7 @@ from .copy_message import CopyMessage
 from .local_time import LocalTime
 from .message_view import MessageView, format_cost
 from .message_window import MessageWindow
+from .next_answer import NextAnswer
 from .notices import show_error
 from .search_palette import ConversationSearch
 from .shortcuts import Shortcuts
@@ -44,6 +45,10 @@ from .tree_panel import LABEL_READ, TreePanel
 from .welcome import PresetChooser, StartPage, welcome
 
 log = logging.getLogger(__name__)
+
+#: How long (seconds) the page's own Send waits for its answer's first token before building the message views, when
+#: the page's next answer already shows the exchange (``next_answer.py``): the views' work would delay that token.
+FIRST_CONTENT_WAIT = 0.15
 
 #: Messages of the shown path built at a time: when a conversation opens (its newest), and at either end of the window.
 BATCH = 40
@@ -138,6 +143,7 @@ class ChatView:
                     CopyMessage(StreamingMessage().classes("hidden")).classes("hidden")  # (it waited for them)
                     LocalTime(datetime.now(UTC)).classes("hidden")
                     ui.link().classes("hidden")  # the drawer's row of the new conversation
+            self.next_answer = NextAnswer()  # kept last (``_edges``)
         self.window = MessageWindow(
             self.column, on_earlier=self.show_earlier, on_later=self.show_later, on_newest=self.show_newest
         ).mark("message-window")
@@ -198,12 +204,22 @@ class ChatView:
             ui.notify("Wait for the files to finish uploading, then send.", type="warning")
             return
         self.sending = True
+        cleared = False
         try:
             if not await self.guard():  # logged out meanwhile: the tab goes to the login page
                 return
             files = tray.ids if tray is not None else []
             existing = self.conversation_id is not None
             user, answers = await self._send_to(content)
+            if (
+                not files
+                and len(answers) == 1
+                and (not existing or (self.at_end and self.start is not None))
+                and self.next_answer.bind(user, answers[0])
+            ):  # the page shows the question and the answer now: its own work waits for the first token
+                self.composer.clear()
+                cleared = True
+                await self.engine.wait_for_first_content(answers[0].id or 0, FIRST_CONTENT_WAIT, self.account)
             if existing and not files:  # at once, no read first: the answer's stream opens now (time to first token)
                 self._show_sent(user, answers)
         except Exception as error:
@@ -211,7 +227,8 @@ class ChatView:
             return
         finally:
             self.sending = False
-        self.composer.clear()
+        if not cleared:
+            self.composer.clear()
         if tray is not None:
             tray.clear()
         if self.conversation_id is None:  # the first Send created the conversation: this page becomes it
@@ -556,6 +573,7 @@ class ChatView:
                     views.append(ComparisonView(whole, lambda answer: build(answer, column=True)))  # type: ignore[arg-type]
                 else:
                     views.append(build(rows[node.id]))
+        self.next_answer.replaced({node.id for node in nodes if node.id is not None})
         return views
 
     def _edges(self) -> None:
@@ -569,6 +587,7 @@ class ChatView:
         self.newest.move(self.column)
         if self.cost_label is not None and not self.cost_label.is_deleted:
             self.cost_label.move(self.column)
+        self.next_answer.body.move(self.column)
         self.window.set_edges(has_earlier=earlier, has_later=later)
 
     def reveal(self, view: MessageView | ComparisonView) -> None:

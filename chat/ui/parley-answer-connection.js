@@ -12,6 +12,10 @@
 // followed over server-sent events instead (the same URL, GET). EventSource reconnects by itself and sends
 // Last-Event-ID, which is the character count (HTML Living Standard, "Server-sent events"), so the resume logic is
 // the same; only the first request names the count, as `?after=N`.
+//
+// The page's next-answer socket (`spare`: chat/api/stream.py) is one of these too: it waits until the server binds it
+// to an answer ({bound} control message), and from then on the connection is that answer's (`follow`). While it waits
+// it reconnects like any other, but never falls back to server-sent events (the answer's own element does that).
 
 const RECONNECT_MAX_MS = 5000;
 const CLOSE_NOT_FOUND = 4404;
@@ -47,10 +51,12 @@ export class AnswerConnection {
    *   after(): the number of characters the page has now (asked at each connection);
    *   onText(delta): the next piece of the answer's text; onEvent(event): a content event that is not text (a
    *   to_json object with its seq); onControl(message): a control message ({phase} or {end: {length, seq}});
-   *   onRefused(): the server refused the stream (the answer was deleted meanwhile).
+   *   onRefused(): the server refused the stream (the answer was deleted meanwhile);
+   *   onOpen(): (optional) a WebSocket opened;
+   *   spare: true for the page's next-answer socket, until `follow`.
    */
-  constructor(url, { after, onText, onEvent, onControl, onRefused }) {
-    Object.assign(this, { url, after, onText, onEvent, onControl, onRefused });
+  constructor(url, { after, onText, onEvent, onControl, onRefused, onOpen, spare = false }) {
+    Object.assign(this, { url, after, onText, onEvent, onControl, onRefused, onOpen, spare });
     this.socket = null;
     this.source = null; // an EventSource, when WebSockets never opened
     this.socketOpened = false;
@@ -69,7 +75,7 @@ export class AnswerConnection {
   /** Open the stream from the characters the page has; reconnects with backoff until stopped. */
   open() {
     if (this.stopped || this.socket || this.source) return;
-    if (!this.socketOpened && this.retries >= WEBSOCKET_ATTEMPTS) return this.openEventSource();
+    if (!this.socketOpened && this.retries >= WEBSOCKET_ATTEMPTS) return this.spare ? null : this.openEventSource();
     const url = this.urlAfter();
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     const socket = new WebSocket(url);
@@ -78,6 +84,7 @@ export class AnswerConnection {
     socket.onopen = () => {
       this.retries = 0;
       this.socketOpened = true;
+      this.onOpen?.();
     };
     socket.onmessage = (event) => {
       if (typeof event.data === "string") this.onText(event.data);
@@ -120,6 +127,12 @@ export class AnswerConnection {
     source.onerror = () => {
       if (source.readyState === EventSource.CLOSED) this.onRefused(); // refused; otherwise it reconnects by itself
     };
+  }
+
+  /** The socket now carries the answer whose stream is at `url`: a lost connection reconnects there. */
+  follow(url) {
+    this.url = url;
+    this.spare = false;
   }
 
   /** Open no new connection from now on; one that is open is left to deliver the rest (its end, at the latest). */

@@ -9,6 +9,13 @@
 // * parley-clipboard.js: the code blocks' copy buttons, and copyAll() for copy_message.js and shortcuts.js.
 //
 // They are the element's `dependencies`, imported by the names NiceGUI gives them in the page's import map.
+//
+// The page's next answer (prop `spare`, chat/ui/next_answer.py) is this element before there is an answer: hidden, it
+// opens the page's next-answer socket (chat/api/stream.py) and waits; when the page's Send is stored the server binds
+// the socket to the new answer, and the element shows the question and follows the answer at once, before NiceGUI
+// has created the answer's own element. That element then takes the connection over as it mounts (park, adopt: no
+// new socket, nothing shown twice), and this one waits for the next answer again.
+//
 // Only a *change* of the `text` prop, or of the `events` prop's length and last position (first mount, a later full
 // update), replaces what is shown, so an unrelated update of the element (e.g. a class change) never loses streamed
 // text or the reader's open and folded steps.
@@ -33,6 +40,11 @@ const UPDATE_MAX_MS = 200; // the longest, when the page is busy
 const RENDER_SHARE = 0.25; // the most of the page's time renders may take while an answer streams
 
 const loadedStyles = new Set(); // the STYLESHEETS this page has loaded
+const PARK_MS = 2000; // how long the next answer's connection waits for the answer's own element to adopt it
+
+// The next answer's connections whose element was re-armed (arm), by the answer's stream path, until the answer's
+// own element takes one over as it mounts (adopt): {connection, buffer, received, steps, end, timer}.
+const parked = new Map();
 
 /** True when the page is scrolled to (within 80 px of) its bottom. */
 function nearBottom() {
@@ -51,7 +63,9 @@ function lastSeq(events) {
 
 export default {
   template: `
-    <div :class="{ 'parley-streaming': live && hasText }" :aria-busy="live ? 'true' : 'false'">
+    <div v-show="!spare || bound" :class="{ 'parley-streaming': live && hasText, 'parley-bound': bound }"
+         :aria-busy="live ? 'true' : 'false'" :data-waiting="waitingSocket ? 'true' : null">
+      <div v-if="question" class="parley-next-question"><div>{{ question }}</div></div>
       <div ref="content" class="parley-parts"></div>
       <div v-if="live && (!hasText || waiting)" class="parley-thinking" role="status">
         <span class="parley-dots" aria-hidden="true"><span></span><span></span><span></span></span>
@@ -66,6 +80,7 @@ export default {
     stream: { type: String, default: "" },
     phase: { type: String, default: "" },
     resourcePath: { type: String, default: "" },
+    spare: { type: String, default: "" },
   },
   emits: ["decide"],
   data() {
@@ -75,6 +90,9 @@ export default {
       currentPhase: this.phase,
       live: this.streaming,
       tailIsStep: false, // the last segment is not text: a phase after it is shown under it
+      bound: false, // (the next answer) the server bound this element's socket to an answer
+      question: "", // (the next answer, bound) what the user asked
+      waitingSocket: false, // (the next answer) its socket is open and waits to be bound
     };
   },
   computed: {
@@ -92,6 +110,9 @@ export default {
     live() {
       this.announce();
     },
+    spare() {
+      this.arm(); // the answer it carried has its own element now: wait for the next one
+    },
   },
   created() {
     // not reactive on purpose: the parts change per delta, the template must not
@@ -100,6 +121,8 @@ export default {
     this.received = 0; // the answer's position this tab has: where its stream resumes
     this.pending = null; // what to show before the parts exist: [events] or text
     this.connection = null; // an AnswerConnection while the answer is followed
+    this.boundStream = ""; // (the next answer, bound) the stream path of the answer it shows
+    this.stepped = false; // a content event that is not text was applied (the answer has steps)
     this.frame = 0; // a requested animation frame (onFrame)
     this.notBefore = 0; // no render before this time (performance.now() ms): the render budget
     this.renderedAt = -Infinity; // when the last update ended
@@ -168,18 +191,122 @@ export default {
     },
     /** Follow a live answer's stream from the position this tab already has, until it ends. */
     follow() {
+      if (this.spare && !this.live) return this.arm();
       if (!this.live || !this.stream || this.gone) return;
-      this.connection = new AnswerConnection(new URL(window.path_prefix + this.stream, window.location.href), {
+      if (!this.adopt()) this.connect(this.stream);
+    },
+    /**
+     * Take over the connection the page's next answer parked for this answer (see park): no new socket, and what it
+     * showed stays shown. Only for a plain answer that the connection has at least as far as the props (both count
+     * from the answer's start); otherwise the parked connection is closed and this element opens its own.
+     */
+    adopt() {
+      const entry = parked.get(this.stream);
+      if (!entry) return false;
+      parked.delete(this.stream);
+      clearTimeout(entry.timer);
+      const props = this.events && this.events.length ? null : this.received;
+      if (props === null || entry.steps || entry.received < props) {
+        entry.connection.close();
+        return false;
+      }
+      if (entry.received > props) {
+        this.parts.loadText(entry.buffer, true);
+        this.buffer = entry.buffer;
+        this.received = entry.received;
+        this.hasText = this.parts.hasContent;
+        this.renderNow(false);
+      }
+      this.connection = this.rebind(entry.connection);
+      if (entry.end) entry.end.refused ? this.end() : this.control(entry.end);
+      return true;
+    },
+    /** Point `connection`'s handlers at this element; returns it. */
+    rebind(connection) {
+      Object.assign(connection, {
         after: () => this.received,
         onText: (delta) => this.append(delta),
         onEvent: (event) => this.applyEvent(event),
         onControl: (message) => this.control(message),
-        onRefused: () => this.end(), // deleted meanwhile: keep what is shown
+        onRefused: () => this.end(),
+        onOpen: null,
+      });
+      return connection;
+    },
+    /**
+     * (The next answer, re-armed while bound) Keep the connection, with what it brings meanwhile, for the answer's own
+     * element, which mounts in the same update (adopt); closed after PARK_MS when none does.
+     */
+    park() {
+      const path = this.boundStream;
+      const connection = this.connection;
+      const entry = { connection, buffer: this.buffer, received: this.received, steps: this.stepped, end: null };
+      Object.assign(connection, {
+        after: () => entry.received,
+        onText: (delta) => {
+          entry.buffer += delta;
+          entry.received += codePoints(delta);
+        },
+        onEvent: () => (entry.steps = true), // the own element's stream shows steps (not adopted)
+        onControl: (message) => {
+          if (message.end) entry.end = message;
+        },
+        onRefused: () => (entry.end = entry.end || { refused: true }),
+        onOpen: null,
+      });
+      parked.get(path)?.connection.close();
+      entry.timer = setTimeout(() => {
+        if (parked.get(path) === entry) parked.delete(path);
+        connection.close();
+      }, PARK_MS);
+      parked.set(path, entry);
+      this.connection = null;
+    },
+    /** Open an AnswerConnection to `path` (a stream's, or the next-answer socket's: `spare`). */
+    connect(path, spare = false) {
+      this.connection = new AnswerConnection(new URL(window.path_prefix + path, window.location.href), {
+        after: () => this.received,
+        onText: (delta) => this.append(delta),
+        onEvent: (event) => this.applyEvent(event),
+        onControl: (message) => this.control(message),
+        onRefused: () => (this.live ? this.end() : null), // deleted meanwhile: keep what is shown
+        onOpen: () => (this.waitingSocket = spare && !this.bound),
+        spare,
       });
       this.connection.open();
     },
-    /** A control message of the stream: a phase, or the end of the answer. */
+    /** (The next answer) Show nothing and wait on the page's next-answer socket for the server to bind it. */
+    arm() {
+      if (this.bound && this.connection && !this.connection.stopped) this.park();
+      this.connection?.close();
+      this.connection = null;
+      this.boundStream = "";
+      this.stepped = false;
+      this.bound = false;
+      this.waitingSocket = false;
+      this.question = "";
+      this.live = false;
+      this.currentPhase = this.phase;
+      this.pendingText = "";
+      this.parts?.loadText("", false);
+      this.buffer = "";
+      this.received = 0;
+      this.hasText = false;
+      this.tailIsStep = false;
+      if (this.parts) this.renderNow(false);
+      if (this.spare && !this.gone && window.path_prefix !== undefined) this.connect(this.spare, true);
+    },
+    /** A control message of the stream: bound to an answer (the next answer's socket), a phase, or the end. */
     control(message) {
+      if (message.bound) {
+        this.question = message.bound.question;
+        this.bound = this.live = true;
+        this.waitingSocket = false;
+        this.currentPhase = "thinking";
+        this.boundStream = message.bound.stream;
+        this.connection.follow(new URL(window.path_prefix + message.bound.stream, window.location.href));
+        return;
+      }
       if (message.phase) this.currentPhase = message.phase;
       if (message.end) {
         const end = message.end.seq ?? message.end.length;
@@ -191,7 +318,7 @@ export default {
     end() {
       this.flushText();
       this.live = false;
-      this.connection.close();
+      this.connection?.close();
       this.parts.end();
       this.parts.invalidate();
       this.renderNow();
@@ -208,6 +335,7 @@ export default {
     applyEvent(event) {
       if (!this.live || typeof event.seq !== "number" || event.seq <= this.received) return; // already shown
       this.flushText(); // the text before the event comes first
+      this.stepped = true;
       this.parts.apply(event);
       if (event.kind === "text_delta") this.buffer += event.text;
       this.received = event.seq;

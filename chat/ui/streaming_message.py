@@ -107,6 +107,7 @@ class StreamingMessage(
         live_text: Callable[[], str] | None = None,
         events: list[dict[str, Any]] | None = None,
         live_events: Callable[[], list[ContentEvent]] | None = None,
+        spare: str = "",
     ) -> None:
         """Create a message.
 
@@ -123,6 +124,10 @@ class StreamingMessage(
             and no ``events`` prop is sent. The browser then resumes a live answer from the last event's ``seq``.
         :param live_events: returns a live answer's content events so far; like ``live_text``, only read when the
             server is asked what the message shows
+        :param spare: for the page's next answer (``next_answer.NextAnswer``), the URL path and query of its
+            next-answer socket (``chat.api.stream.next_answer_path``): the element is hidden, opens that socket and
+            waits; once the server binds it to an answer it shows the question and follows that answer. A new value
+            closes the socket, hides the element and opens a socket for the new value.
         """
         super().__init__()
         self._live_text = live_text
@@ -133,6 +138,8 @@ class StreamingMessage(
         self._props["streaming"] = stream is not None
         self._props["stream"] = stream or ""
         self._props["phase"] = phase
+        if spare:
+            self._props["spare"] = spare
         self.add_resource(VENDOR)  # stylesheets, loaded once per page by the component
 
     @property

@@ -222,7 +222,7 @@ def welcome(
     Returns:
         The welcome's column (deleted by the caller once the first message is sent).
     """
-    with ui.column().classes("w-full items-center mt-16 sm:mt-24 gap-3 px-2").mark("welcome") as column:
+    with ui.column().classes("parley-welcome w-full items-center mt-16 sm:mt-24 gap-3 px-2").mark("welcome") as column:
         ui.label("Parley").classes("text-3xl font-semibold parley-heading")
         with ui.column().classes("items-center gap-1 text-center max-w-xl").mark("welcome-model"):
             if start.built_in:
