@@ -200,7 +200,8 @@ class Provider:
             max_tokens: most tokens of this answer (e.g. a ``/v1`` request's ``max_tokens``); the configured
                 ``max_tokens`` caps it.
             on_wait: told ``"loading"`` while the upstream starts, ``"queued"`` while another answer
-                holds the upstream, ``"retrying"`` while waiting to send the request again.
+                holds the upstream, ``"retrying"`` while waiting to send the request again, and ``"thinking"`` once
+                the upstream is started or free (the request goes out).
             tools: OpenAI tool definitions (``{"type": "function", "function": {"name", "description",
                 "parameters"}}``), sent as ``tools`` with no ``tool_choice`` (the upstream's default, ``"auto"``)
                 unless empty or None, ``tools_supported`` is False, or the upstream refused them for ``model``
@@ -220,10 +221,15 @@ class Provider:
             if on_wait is not None:
                 on_wait("loading")
             await self._ready()
+            if on_wait is not None:
+                on_wait("thinking")  # loaded: what is left to wait for is the answer
         if self._slots is not None:
-            if self._slots.locked() and on_wait is not None:
-                on_wait("queued")
+            queued = self._slots.locked() and on_wait is not None
+            if queued:
+                on_wait("queued")  # type: ignore[misc]
             await self._slots.acquire()
+            if queued:
+                on_wait("thinking")  # type: ignore[misc]
         release = self._slots.release if self._slots is not None else (lambda: None)
         limit = self.answer_limit(max_tokens)
         try:
