@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -43,6 +42,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.common import PipedProcess, fmt
 from bench.streaming import machine_info
 
 MODELS = ("m1", "m2", "m3")
@@ -131,7 +131,7 @@ def _summary(record: Any) -> dict[str, Any]:
     }
 
 
-class UpstreamProcess:
+class UpstreamProcess(PipedProcess):
     """A FakeUpstream (request body sizes recorded) running in a spawned child process.
 
     Args:
@@ -140,52 +140,27 @@ class UpstreamProcess:
     """
 
     def __init__(self, models: Sequence[str], **script: Any) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self.process = context.Process(target=_upstream_main, args=(child, tuple(models), script), daemon=True)
-        self.process.start()
-        child.close()
-        if not self._conn.poll(30):
-            self.process.kill()
-            raise RuntimeError("the fake upstream process did not start within 30 s")
-        self.port: int = self._conn.recv()
+        super().__init__(_upstream_main, (tuple(models), script))
 
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT/v1``."""
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def _ask(self, *command: Any) -> Any:
-        self._conn.send(command)
-        if not self._conn.poll(30):
-            raise RuntimeError(f"the fake upstream did not answer {command[0]!r}")
-        return self._conn.recv()
+    def _stop_message(self) -> Any:
+        return ("stop",)
 
     def script(self, **fields: Any) -> None:
         """Use ``Script(**fields)`` for the next requests."""
-        self._ask("script", fields)
+        self._ask(("script", fields))
 
     def reset(self) -> None:
         """Forget past streams; restart the upstream's CPU counter."""
-        self._ask("reset")
+        self._ask(("reset",))
 
     def stats(self) -> dict[str, Any]:
         """Since the last reset: ``cpu_s`` (CPU seconds), ``wall_s``, ``streams``, ``tokens_sent``, ``finished``."""
-        return self._ask("stats")
+        return self._ask(("stats",))
 
     def streams(self, since: int = 0) -> list[dict[str, Any]]:
         """The stream records from index ``since``: ``model``, ``received_at`` (``time.time()`` seconds when the
         whole request had been read), ``body_bytes``, ``messages``, ``image_parts``, ``tokens_sent``, ``finished``."""
-        return self._ask("streams", since)
-
-    def stop(self) -> None:
-        """Stop the server and the process (idempotent)."""
-        if self.process.is_alive():
-            with contextlib.suppress(Exception):
-                self._ask("stop")
-            self.process.join(10)
-            if self.process.is_alive():
-                self.process.kill()
+        return self._ask(("streams", since))
 
     def __enter__(self) -> UpstreamProcess:
         return self
@@ -367,14 +342,6 @@ def run(tokens: int, rate: float, rounds: int) -> dict[str, Any]:
     return result
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1 else f"{value:.1f}" if abs(value) < 1000 else f"{value:.0f}"
-    return str(value)
-
-
 def format_table(result: dict[str, Any]) -> str:
     """The figures as a small text table."""
     c, s, p = result["config"], result["sequential"], result["compare"]
@@ -388,7 +355,7 @@ def format_table(result: dict[str, Any]) -> str:
 
         a, b = get(s), get(p)
         r = f"{b / a:.2f}x" if ratio and isinstance(a, int | float) and isinstance(b, int | float) and a else ""
-        return f"{label:<38} {_fmt(a):>12} {_fmt(b):>12} {r:>8}"
+        return f"{label:<38} {fmt(a):>12} {fmt(b):>12} {r:>8}"
 
     machine = result["machine"]
     return "\n".join(

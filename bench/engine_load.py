@@ -60,6 +60,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.common import PipedProcess, fmt
+
 #: Seconds the lag ticker asks to sleep each time.
 TICK = 0.010
 #: Seconds between two samples of (tokens delivered, CPU seconds).
@@ -130,7 +132,7 @@ def _upstream_main(conn: multiprocessing.connection.Connection, tokens: int, rat
             return
 
 
-class UpstreamProcess:
+class UpstreamProcess(PipedProcess):
     """A FakeUpstream running in a spawned child process.
 
     Args:
@@ -139,26 +141,7 @@ class UpstreamProcess:
     """
 
     def __init__(self, tokens: int, rate: float) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self.process = context.Process(target=_upstream_main, args=(child, tokens, rate), daemon=True)
-        self.process.start()
-        child.close()
-        if not self._conn.poll(30):
-            self.process.kill()
-            raise RuntimeError("the fake upstream process did not start within 30 s")
-        self.port: int = self._conn.recv()
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT/v1``."""
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def _ask(self, command: str) -> Any:
-        self._conn.send(command)
-        if not self._conn.poll(30):
-            raise RuntimeError(f"the fake upstream did not answer {command!r}")
-        return self._conn.recv()
+        super().__init__(_upstream_main, (tokens, rate))
 
     def reset(self) -> None:
         """Forget past streams; restart the upstream's CPU (seconds) and loop-lag counters."""
@@ -168,15 +151,6 @@ class UpstreamProcess:
         """Since the last reset: ``cpu_s`` (CPU seconds), ``wall_s``, ``streams``, ``tokens_sent``,
         ``finished``, ``client_disconnected``, ``lag_p99_ms`` and ``lag_max_ms`` (milliseconds)."""
         return self._ask("stats")
-
-    def stop(self) -> None:
-        """Stop the server and the process (idempotent)."""
-        if self.process.is_alive():
-            with contextlib.suppress(Exception):
-                self._ask("stop")
-            self.process.join(10)
-            if self.process.is_alive():
-                self.process.kill()
 
 
 # -- measuring ------------------------------------------------------------------------------------------------------
@@ -913,9 +887,9 @@ def format_ceiling(result: dict[str, Any]) -> str:
             lag = row["lag_ms"]
             lines.append(
                 f"{name:<9} {row['answers']:>7} {row['offered_tokens_per_s']:>8.0f} "
-                f"{row['delivered_tokens_per_s']:>9.0f} {_fmt(lag['p50']):>7} {_fmt(lag['p99']):>7} "
-                f"{_fmt(lag['max']):>7} {_fmt(row['own_cores']):>5} {_fmt(row['cpu_s_per_1k_tokens']):>6} "
-                f"{_fmt(row['upstream_cores']):>5} {_fmt(row['other_cores']):>6}  "
+                f"{row['delivered_tokens_per_s']:>9.0f} {fmt(lag['p50']):>7} {fmt(lag['p99']):>7} "
+                f"{fmt(lag['max']):>7} {fmt(row['own_cores']):>5} {fmt(row['cpu_s_per_1k_tokens']):>6} "
+                f"{fmt(row['upstream_cores']):>5} {fmt(row['other_cores']):>6}  "
                 + ("pass" if row["passed"] else f"fail: {row['why_not']}")
                 + (" (the fake upstream fell behind)" if row["upstream_behind"] else "")
                 + (" (noisy)" if row["noisy"] else "")
@@ -932,7 +906,7 @@ def format_ceiling(result: dict[str, Any]) -> str:
             f"{best['lag_ms']['p99']} ms, own {best['own_cores']} cores, the fake upstream "
             f"{best['upstream_cores']} cores, others {best['other_cores']}){tail}"
         )
-    lines.append(f"ceiling ratio parley / baseline: {_fmt(result['ratio'])}")
+    lines.append(f"ceiling ratio parley / baseline: {fmt(result['ratio'])}")
     return "\n".join(lines)
 
 
@@ -967,8 +941,8 @@ def format_table(result: dict) -> str:
 
     def line(label: str, bv: Any, pv: Any, ratio: bool = True, more: tuple[Any, ...] = ()) -> str:
         r = f"{pv / bv:.2f}x" if ratio and isinstance(bv, int | float) and isinstance(pv, int | float) and bv else ""
-        tail = "".join(f" {_fmt(v):>10}" for v in more)
-        return f"{label:<36} {_fmt(bv):>10} {_fmt(pv):>10} {r:>8}{tail}"
+        tail = "".join(f" {fmt(v):>10}" for v in more)
+        return f"{label:<36} {fmt(bv):>10} {fmt(pv):>10} {r:>8}{tail}"
 
     def row(label: str, keys: tuple[str, ...], ratio: bool = True) -> str:
         more = tuple(get(result[name], *keys) for name in extra)
@@ -1051,14 +1025,6 @@ def _others(phase: dict) -> float | None:
 def _per_s(stats: dict | None) -> float | None:
     """Cores used: CPU seconds per wall-clock second."""
     return stats["cpu_s"] / stats["wall_s"] if stats and stats.get("wall_s") else None
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1 else f"{value:.1f}" if abs(value) < 1000 else f"{value:.0f}"
-    return str(value)
 
 
 def main(argv: list[str] | None = None) -> int:

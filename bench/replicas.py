@@ -78,6 +78,7 @@ import httpx
 import psutil
 from httpx_sse import aconnect_sse
 
+from bench.common import fmt
 from bench.compare import loop_factory
 from bench.streaming import machine_info
 
@@ -839,14 +840,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 PHASES = ("baseline", "direct", "proxy", "proxy_no_delay")
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1 else f"{value:.1f}" if abs(value) < 1000 else f"{value:.0f}"
-    return str(value)
-
-
 def _delta(redis: dict[str, Any], key: str) -> str:
     """``+N KiB`` between ``info_before`` and ``info_after``."""
     a, b = redis["info_before"].get(key), redis["info_after"].get(key)
@@ -875,7 +868,7 @@ def format_table(result: dict[str, Any]) -> str:
             ratios = "".join(
                 f" {v / values[0]:>8.2f}x" if isinstance(v, int | float) else f" {'':>9}" for v in values[1:]
             )
-        return f"{label:<44}" + "".join(f" {_fmt(v):>10}" for v in values) + ratios
+        return f"{label:<44}" + "".join(f" {fmt(v):>10}" for v in values) + ratios
 
     r, k = result["redis"], result["kill"]
     lines = [
@@ -913,11 +906,11 @@ def format_table(result: dict[str, Any]) -> str:
         line("generators' streams complete", "generators_complete"),
         "",
         f"Redis, after the direct phase: {r['streams']} answer streams, MEMORY USAGE median "
-        f"{_fmt(r['bytes_per_answer_median'])} B (max {_fmt(r['bytes_per_answer_max'])} B, total "
-        f"{r['bytes_total'] / 1024:.1f} KiB), {_fmt(r['entries_per_answer_median'])} entries each "
-        f"({_fmt(r['bytes_per_entry'])} B/entry), TTL >= {r['ttl_s_min']} s; used_memory "
+        f"{fmt(r['bytes_per_answer_median'])} B (max {fmt(r['bytes_per_answer_max'])} B, total "
+        f"{r['bytes_total'] / 1024:.1f} KiB), {fmt(r['entries_per_answer_median'])} entries each "
+        f"({fmt(r['bytes_per_entry'])} B/entry), TTL >= {r['ttl_s_min']} s; used_memory "
         f"{r['used_memory_before'] / 1024:.0f} -> {r['used_memory_after'] / 1024:.0f} KiB "
-        f"(+{r['used_memory_delta'] / 1024:.1f} KiB, {_fmt(r['used_memory_delta_per_answer'])} B per answer), of "
+        f"(+{r['used_memory_delta'] / 1024:.1f} KiB, {fmt(r['used_memory_delta_per_answer'])} B per answer), of "
         f"which dataset {_delta(r, 'used_memory_dataset')} and client buffers {_delta(r, 'mem_clients_normal')} "
         f"({r['info_before'].get('connected_clients')} -> {r['info_after'].get('connected_clients')} clients)",
         "",
@@ -928,11 +921,11 @@ def format_table(result: dict[str, Any]) -> str:
         f"{k['survivor_generators_complete']}/{k['survivor_answers']} generator streams complete",
         f"  killed replica's answers ({k['killed_answers_checkpointed_before_kill']} with a checkpoint before the "
         f"kill): {k['killed_answers_marked']}/{k['killed_answers']} marked interrupted, "
-        f"{_fmt(k['marked_s']['first'])} / {_fmt(k['marked_s']['median'])} / {_fmt(k['marked_s']['last'])} s after "
+        f"{fmt(k['marked_s']['first'])} / {fmt(k['marked_s']['median'])} / {fmt(k['marked_s']['last'])} s after "
         f"the kill (first / median / last); statuses {k['killed_answer_statuses']}; readers on survivors: "
         f"{k['killed_readers_done_interrupted']}/{k['killed_readers_on_survivors']} ended interrupted, "
         f"{k['killed_readers_text_a_prefix']} with a prefix of the text, median "
-        f"{_fmt(k['killed_readers_chars_beyond_checkpoint_median'])} characters beyond the stored checkpoint",
+        f"{fmt(k['killed_readers_chars_beyond_checkpoint_median'])} characters beyond the stored checkpoint",
         f"  answers left streaming: {k['streaming_left']}",
         f"ratios vs 1 process: {result['ratios']}",
     ]

@@ -756,7 +756,7 @@ def measure_ttft(bench: Bench, app: RunningApp, case: Case) -> dict[str, Any]:
                 upstream_ttft = record["written"][0] - record["received_at"]
                 upstream.append(upstream_ttft)
                 overheads.append(first - enter - upstream_ttft)
-                for name, at in ttft_steps(net, enter, record, first).items():
+                for name, at in ttft_steps(net, enter, record, first, marker(tag, 0)).items():
                     steps.setdefault(name, []).append(at)
         finally:
             context.close()
@@ -770,19 +770,29 @@ def measure_ttft(bench: Bench, app: RunningApp, case: Case) -> dict[str, Any]:
     }
 
 
-def ttft_steps(net: NetCapture, enter: float, record: dict, first: float) -> dict[str, float]:
+def ttft_steps(net: NetCapture, enter: float, record: dict, first: float, first_marker: str) -> dict[str, float]:
     """Where one answer's time to first token went, each step as seconds after Enter (wall clock): the upstream
-    receiving the request and writing its first chunk (the fake's record), the first WebSocket frame of the page after
-    Enter (the app's reply to the key press), and — for an app that opens a socket per answer, as Parley does — that
-    socket's creation, its handshake's answer and its first frame; last, the first token in the DOM (the observer)."""
+    receiving the request and writing its first chunk (the fake's record); the first WebSocket frame of the page after
+    Enter (the app's reply to the key press); the frame that brought the first token (``first_marker``) to the page;
+    for an app that opens a socket per answer once the answer's element exists (Parley's answer views:
+    ``/api/messages/<id>/stream``), that socket's creation, its handshake's answer and its first frame; last, the first
+    token in the DOM (the observer)."""
     out = {"upstream_request": record["received_at"] - enter, "upstream_first_chunk": record["written"][0] - enter}
-    frames = [(net.wall(t), url) for s in net.sockets.values() for t, _ in s["frames"] for url in [s["url"]]]
-    after = sorted((t, url) for t, url in frames if t is not None and t >= enter)
-    if after:
-        out["first_frame"] = after[0][0] - enter
+    frames = sorted(
+        (at, payload)
+        for s in net.sockets.values()
+        for t, payload in s["frames"]
+        for at in [net.wall(t)]
+        if at is not None and at >= enter
+    )
+    if frames:
+        out["first_frame"] = frames[0][0] - enter
+    token_frame = next((at for at, payload in frames if first_marker in payload), None)
+    if token_frame is not None:
+        out["first_token_frame"] = token_frame - enter
     for socket in net.sockets.values():
         created = net.wall(socket["created"])
-        if created is None or created < enter:
+        if created is None or created < enter or "/api/messages/" not in socket["url"]:
             continue
         out["answer_socket_created"] = created - enter
         if socket["open"] is not None:
