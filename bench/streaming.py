@@ -643,8 +643,18 @@ def wait_for_markers(pages: list[Any], last: str, deadline: float) -> list[bool]
 
 
 def read_observer(page: Any) -> tuple[dict[str, float], float | None]:
-    """The page's marker first-seen times and Enter time, in wall-clock seconds."""
-    state = page.evaluate("() => ({seen: Object.fromEntries(window.__bench.seen), enter: window.__bench.enter})")
+    """The page's marker first-seen times and Enter time, in wall-clock seconds. A page that is navigating (a page
+    whose NiceGUI socket lost too much under load reloads itself; the observer keeps its state across) is read once it
+    has loaded again."""
+    script = "() => ({seen: Object.fromEntries(window.__bench.seen), enter: window.__bench.enter})"
+    for attempt in range(3):
+        try:
+            state = page.evaluate(script)
+            break
+        except Exception as error:  # playwright's Error: "Execution context was destroyed" while it navigates
+            if attempt == 2 or "context was destroyed" not in str(error):
+                raise
+            page.wait_for_load_state("load", timeout=30_000)
     seen = {k: v / 1000 for k, v in state["seen"].items()}
     return seen, state["enter"] / 1000 if state["enter"] else None
 
