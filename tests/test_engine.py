@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -266,6 +267,7 @@ async def test_concurrent_answers_share_one_checkpoint_transaction(
 ) -> None:
     upstream.script = Script(tokens=40, rate=40)  # about 1 s each, five at once
     answers = []
+    started = time.monotonic()
     for i in range(5):
         _, assistant = await engine.send(await engine.create_conversation(), f"question {i}")
         answers.append(assistant.id)
@@ -280,9 +282,9 @@ async def test_concurrent_answers_share_one_checkpoint_transaction(
     checkpoints, writes = engine.checkpoints, store.writes
     messages = [await generation.wait() for generation in generations]
     assert all(m.content == upstream.expected_text() for m in messages)
-    longest = max(m.duration or 0 for m in messages)
-    # one transaction per interval for all five answers, not one per answer per interval
-    assert engine.checkpoints <= longest / 0.2 + 2
+    streaming = time.monotonic() - started  # from the first answer's start to the last one's end
+    # one transaction per interval for all five answers, not one per answer per interval (that would be about 5x)
+    assert engine.checkpoints <= streaming / 0.2 + 2
     assert store.writes - writes <= (engine.checkpoints - checkpoints) + len(answers)
 
 
