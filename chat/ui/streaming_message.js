@@ -228,7 +228,7 @@ export default {
         onText: (delta) => this.append(delta),
         onEvent: (event) => this.applyEvent(event),
         onControl: (message) => this.control(message),
-        onRefused: () => this.end(),
+        onRefused: () => (this.live ? this.end() : null), // deleted meanwhile: keep what is shown
         onOpen: null,
       });
       return connection;
@@ -264,15 +264,9 @@ export default {
     },
     /** Open an AnswerConnection to `path` (a stream's, or the next-answer socket's: `spare`). */
     connect(path, spare = false) {
-      this.connection = new AnswerConnection(new URL(window.path_prefix + path, window.location.href), {
-        after: () => this.received,
-        onText: (delta) => this.append(delta),
-        onEvent: (event) => this.applyEvent(event),
-        onControl: (message) => this.control(message),
-        onRefused: () => (this.live ? this.end() : null), // deleted meanwhile: keep what is shown
-        onOpen: () => (this.waitingSocket = spare && !this.bound),
-        spare,
-      });
+      const url = new URL(window.path_prefix + path, window.location.href);
+      this.connection = this.rebind(new AnswerConnection(url, { spare }));
+      this.connection.onOpen = () => (this.waitingSocket = spare && !this.bound);
       this.connection.open();
     },
     /** (The next answer) Show nothing and wait on the page's next-answer socket for the server to bind it. */
