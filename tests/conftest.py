@@ -4,6 +4,7 @@ simulated ``user`` running the real ``app.py``."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,6 +21,9 @@ from .browser import ROOT
 from .fake_upstream import FakeUpstream
 from .postgres import PostgresServer, find_binaries
 from .redis_server import RedisServer
+
+PATIENT_RETRIES = 50
+"""Looks (0.1 s apart) of the ``user`` fixture's ``should_see`` / ``should_not_see`` before they fail."""
 
 
 @pytest.fixture(scope="session")
@@ -132,6 +136,10 @@ def app_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, upstream: FakeUpstr
 async def user(app_env: Path, caplog: pytest.LogCaptureFixture) -> AsyncIterator[User]:
     """NiceGUI's simulated user on the real ``app.py`` (fails the test on any ERROR log, like NiceGUI's own)."""
     async with user_simulation(main_file=ROOT / "app.py") as simulated:
+        # NiceGUI looks three times, 0.1 s apart: shorter than a page's store round trip can take on a loaded
+        # machine. Look for up to 5 s (a call's own retries=... still wins); a found element returns at once.
+        simulated.should_see = functools.partial(User.should_see, simulated, retries=PATIENT_RETRIES)  # type: ignore[method-assign]
+        simulated.should_not_see = functools.partial(User.should_not_see, simulated, retries=PATIENT_RETRIES)  # type: ignore[method-assign]
         yield simulated
     errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
     if errors:

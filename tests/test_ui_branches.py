@@ -69,6 +69,7 @@ async def test_delete_a_message_with_everything_under_it_and_fork_from_another(
     assert len(in_order(user, "message-menu")) == 4
     click(user, in_order(user, "fork-message")[1])  # fork at the first answer: a new conversation, Q1 → A1
     await wait_for(lambda: len(stored_path(app_env, 2)) == 2)
+    await wait_for(lambda: current_conversation(user) == "/c/2", what="the page on the fork")  # before leaving it
     assert contents(app_env, 2) == ["Q1", "A1"]
     assert contents(app_env) == ["Q1", "A1", "Q2", "A2"]
 
@@ -85,6 +86,15 @@ async def test_delete_a_message_with_everything_under_it_and_fork_from_another(
 def in_order(user: User, marker: str) -> list[ui.element]:
     """The elements with ``marker``, in the order they were built (the page's order of messages)."""
     return sorted(user.find(marker=marker).elements, key=lambda element: element.id)
+
+
+def current_conversation(user: User) -> str | None:
+    """The drawer's link to the conversation the page shows (``aria-current``), e.g. ``"/c/2"``."""
+    try:
+        links = user.find(marker="conversation-title").elements
+    except AssertionError:  # the page is being built
+        return None
+    return next((link.props.get("href") for link in links if link.props.get("aria-current") == "page"), None)
 
 
 def click(user: User, element: ui.element) -> None:

@@ -34,6 +34,8 @@ class Checkpointer:
         self.interval = interval
         self.transactions = 0
         """Transactions that saved partial text since start (for benchmarks)."""
+        self.saved = 0
+        """Answers' partial texts saved since start, summed over the transactions (for benchmarks and tests)."""
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -69,4 +71,5 @@ class Checkpointer:
                 log.exception("checkpoint of %d answer(s) failed", len(contents))
                 continue
             self.transactions += 1
+            self.saved += len(contents)
             saved.update({key: (now, size) for key, size in sizes.items() if key in self.generations})

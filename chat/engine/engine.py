@@ -150,6 +150,11 @@ class Engine:
         """Transactions that saved partial text since start (for benchmarks)."""
         return self._checkpointer.transactions
 
+    @property
+    def checkpointed_answers(self) -> int:
+        """Answers' partial texts saved since start, summed over the checkpoint transactions (for benchmarks)."""
+        return self._checkpointer.saved
+
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
     def recover(self) -> int:
