@@ -14,7 +14,7 @@ from nicegui.testing.user_interaction import UserInteraction
 from chat.store import Status, Store
 from chat.store.search import search
 from chat.store.store import MessageNode, selected_path
-from chat.ui.chat_view import BATCH, WINDOW, ChatView
+from chat.ui.chat_view import BATCH, OPEN_TEXT, WINDOW, ChatView
 
 from .fake_upstream import FakeUpstream, Script
 from .helpers import opened_store, send, stored_path, wait_for
@@ -141,6 +141,24 @@ async def test_the_window_follows_the_reader_and_stays_bounded(user: User, app_e
             break
     assert texts[0] == "question 000"
     await user.should_not_see(marker="show-earlier")
+
+
+async def test_long_messages_open_fewer_views_and_the_rest_come_when_asked(user: User, app_env: Path) -> None:
+    answer = "lorem ipsum " * 250  # 3,000 characters
+    with opened_store(app_env) as store:
+        conversation_id = store.create_conversation(title="Long answers").id
+        for i in range(30):
+            _, reply = store.add_exchange(conversation_id, f"question {i:03d}", model="fake-model", temperature=None)
+            store.finish_message(reply.id, content=f"answer {i:03d} {answer}", status=Status.complete)
+    await user.open(f"/c/{conversation_id}")
+    texts = await wait_for(lambda: (t := built(user)) and t[-1].startswith("answer 029") and t, what="the newest")
+    # the newest exchanges whose text fits in OPEN_TEXT (each is about 3,000 characters), from a question on
+    assert texts[0] == "question 025" and len(texts) == 10
+    assert sum(map(len, texts)) <= OPEN_TEXT + len(texts[1])
+    await user.should_see(marker="show-earlier")
+    window(user).trigger("earlier")  # scrolling up: a whole batch above them
+    texts = await wait_built(user, "question 005", texts[-1], "the batch above")
+    assert len(texts) == 10 + BATCH
 
 
 async def test_search_in_the_conversation_shows_an_old_message_and_its_hidden_branch(user: User, app_env: Path) -> None:

@@ -8,7 +8,8 @@ answer are built from what ``Engine.send`` returned, before any read (the sync t
 
 A conversation may have 10,000 messages. The page holds the light part of each (``MessageNode``: the tree, statuses,
 costs, about 100 bytes each) and builds only a window of the shown path, ``BATCH`` messages at a time and at most
-``WINDOW``, reading just those messages whole. It opens at the newest; as the reader scrolls near the window's top or
+``WINDOW``, reading just those messages whole. It opens at the newest (fewer than ``BATCH`` when they are long:
+``OPEN_TEXT``); as the reader scrolls near the window's top or
 bottom (``MessageWindow`` in the browser), the next batch is built there and the farthest one removed, and the browser
 keeps the reader's place. "Show earlier messages" at the top and "Jump to newest" at the bottom do the same by
 keyboard. ``show_message`` rebuilds the window around any message (a link, a search hit).
@@ -56,6 +57,11 @@ BATCH = 40
 PAGE_SIZE = BATCH
 #: Most messages of the shown path built at once; beyond it, those farthest from the reader are removed.
 WINDOW = 3 * BATCH
+#: Characters of text that the window opened at the newest message holds at most, from its newest message back (and
+#: at least its newest exchange): long messages open fewer than ``BATCH`` views, several screens either way. Fewer
+#: views are less for the server to build and the browser to mount before the newest message shows; the browser asks
+#: for the ones above when the reader scrolls near them.
+OPEN_TEXT = 16_000
 
 
 class ChatView:
@@ -399,7 +405,25 @@ class ChatView:
                 if edits != self._edits or any(key not in rows for key in self._wanted(fresh)):
                     self._stale = True  # changed meanwhile (a Send shown, a message deleted): read again
                     continue
+                if keep == 0 and focus is None and end == len(self.path):  # a window built anew at the newest
+                    start = self._open_start(start, end, rows)
                 self._show_window(start, end, keep, rows, files, focus)
+
+    def _open_start(self, start: int, end: int, rows: dict[int, Message]) -> int:
+        """Where a window at the newest message (``path[start:end]``, read in ``rows``) starts when it holds at most
+        ``OPEN_TEXT`` characters from its end: the first message of the newest ones within that, at least the newest
+        one, moved back to its question when it is an answer."""
+        total, first = 0, end
+        while first > start:
+            node = self.path[first - 1]
+            content = rows[node.id].content if node.id in rows else ""
+            total += len(content) if isinstance(content, str) else 0
+            if total > OPEN_TEXT and first < end:
+                break
+            first -= 1
+        if first > start and self.path[first].role != Role.user:
+            first -= 1  # the answer's question too
+        return first
 
     def _show_window(
         self,
