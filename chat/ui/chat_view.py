@@ -415,9 +415,8 @@ class ChatView:
         one, moved back to its question when it is an answer."""
         total, first = 0, end
         while first > start:
-            node = self.path[first - 1]
-            content = rows[node.id].content if node.id in rows else ""
-            total += len(content) if isinstance(content, str) else 0
+            row = rows.get(self.path[first - 1].id)
+            total += len(row.content) if row is not None else 0
             if total > OPEN_TEXT and first < end:
                 break
             first -= 1
