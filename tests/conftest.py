@@ -23,7 +23,8 @@ from .postgres import PostgresServer, find_binaries
 from .redis_server import RedisServer
 
 PATIENT_RETRIES = 50
-"""Looks (0.1 s apart) of the ``user`` fixture's ``should_see`` / ``should_not_see`` before they fail."""
+"""Looks of the ``user`` fixture's ``should_see`` (0.1 s apart: 5 s) and ``should_not_see`` (0.05 s apart: 2.5 s)
+before they fail."""
 
 
 @pytest.fixture(scope="session")
@@ -137,7 +138,8 @@ async def user(app_env: Path, caplog: pytest.LogCaptureFixture) -> AsyncIterator
     """NiceGUI's simulated user on the real ``app.py`` (fails the test on any ERROR log, like NiceGUI's own)."""
     async with user_simulation(main_file=ROOT / "app.py") as simulated:
         # NiceGUI looks three times, 0.1 s apart: shorter than a page's store round trip can take on a loaded
-        # machine. Look for up to 5 s (a call's own retries=... still wins); a found element returns at once.
+        # machine. Look for up to 5 s, 2.5 s for what should go (a call's own retries=... still wins); a found
+        # element returns at once.
         simulated.should_see = functools.partial(User.should_see, simulated, retries=PATIENT_RETRIES)  # type: ignore[method-assign]
         simulated.should_not_see = functools.partial(User.should_not_see, simulated, retries=PATIENT_RETRIES)  # type: ignore[method-assign]
         yield simulated
