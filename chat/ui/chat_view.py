@@ -9,10 +9,10 @@ answer are built from what ``Engine.send`` returned, before any read (the sync t
 A conversation may have 10,000 messages. The page holds the light part of each (``MessageNode``: the tree, statuses,
 costs, about 100 bytes each) and builds only a window of the shown path, ``BATCH`` messages at a time and at most
 ``WINDOW``, reading just those messages whole. It opens at the newest (fewer than ``BATCH`` when they are long:
-``OPEN_TEXT``); as the reader scrolls near the window's top or
-bottom (``MessageWindow`` in the browser), the next batch is built there and the farthest one removed, and the browser
-keeps the reader's place. "Show earlier messages" at the top and "Jump to newest" at the bottom do the same by
-keyboard. ``show_message`` rebuilds the window around any message (a link, a search hit).
+``OPEN_TEXT``); as the reader scrolls near the window's top or bottom (``MessageWindow`` in the browser), the next
+batch is built there and the farthest one removed, and the browser keeps the reader's place. "Show earlier messages"
+at the top and "Jump to newest" at the bottom do the same by keyboard. ``show_message`` rebuilds the window around
+any message (a link, a search hit).
 """
 
 from __future__ import annotations
@@ -405,8 +405,8 @@ class ChatView:
                 if edits != self._edits or any(key not in rows for key in self._wanted(fresh)):
                     self._stale = True  # changed meanwhile (a Send shown, a message deleted): read again
                     continue
-                if keep == 0 and focus is None and end == len(self.path):  # a window built anew at the newest
-                    start = self._open_start(start, end, rows)
+                if keep == 0 and focus is None and (start, end) == (max(0, len(self.path) - BATCH), len(self.path)):
+                    start = self._open_start(start, end, rows)  # a window opened anew at the newest (not one scrolled)
                 self._show_window(start, end, keep, rows, files, focus)
 
     def _open_start(self, start: int, end: int, rows: dict[int, Message]) -> int:
